@@ -1,0 +1,1 @@
+"""minidocker: a small, real Docker in Python."""

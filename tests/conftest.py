@@ -1,0 +1,84 @@
+"""Fixtures every test file shares: a temporary store, and the leak check.
+
+The leak check snapshots the host before each test and compares after it:
+mount points, minidocker cgroups, network links, network namespaces and
+processes descended from pytest. A test that leaves any of them behind fails,
+even if its own assertions passed.
+"""
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+
+def host_snapshot() -> dict:
+    mounts = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mounts.add(line.split()[4])
+    cgroups = set()
+    for top in Path("/sys/fs/cgroup").iterdir():
+        for path in top.glob("**/*minidocker*"):
+            if path.is_dir():
+                cgroups.add(str(path))
+    links = set(os.listdir("/sys/class/net"))
+    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    return {"mounts": mounts, "cgroups": cgroups, "links": links, "netns": netns,
+            "processes": descendants(os.getpid())}
+
+
+def descendants(pid: int) -> set:
+    """Living (non-zombie) processes below `pid`, as (pid, start time) so reuse can't fool us."""
+    children, info = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, ppid, start = fields[0], int(fields[1]), fields[19]
+        children.setdefault(ppid, []).append(int(entry))
+        info[int(entry)] = (state, start)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if info[child][0] != "Z":
+                found.add((child, info[child][1]))
+            todo.append(child)
+    return found
+
+
+def leaks(before: dict, after: dict) -> dict:
+    return {k: sorted(map(str, after[k] - before[k])) for k in before if after[k] - before[k]}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request):
+    """Fail a test that leaves mounts, cgroups, links, namespaces or processes on the host."""
+    before = host_snapshot()
+    yield
+    after = host_snapshot()
+    found = leaks(before, after)
+    if found.get("processes"):
+        # A process being reaped right now is not a leak: give it a moment.
+        time.sleep(0.5)
+        after = host_snapshot()
+        found = leaks(before, after)
+    assert not found, f"the test left these on the host: {found}"
+
+
+@pytest.fixture
+def store_root(tmp_path, monkeypatch):
+    """A fresh store root for the test, as $MINIDOCKER_ROOT."""
+    root = tmp_path / "store"
+    monkeypatch.setenv("MINIDOCKER_ROOT", str(root))
+    return root
+
+
+@pytest.fixture
+def store(store_root):
+    from minidocker.store import Store
+    return Store(store_root)

@@ -1,0 +1,200 @@
+"""The `minidocker` command: docker's verbs over the Python API.
+
+Each verb is a small function registered with @verb; it parses nothing itself
+(argparse does) and prints what docker prints. Modules are imported inside the
+verbs so that `minidocker run` does not pay for pyroute2 or requests.
+"""
+import argparse
+import json
+import os
+import sys
+
+from .errors import MinidockerError
+
+VERBS = {}
+
+
+def verb(name, help, *arguments):
+    """Register a verb with its argparse arguments: (flags..., dict of options)."""
+    def register(func):
+        VERBS[name] = (func, help, arguments)
+        return func
+    return register
+
+
+def arg(*flags, **options):
+    return flags, options
+
+
+def table(headers, rows, out=None):
+    """Columns padded like docker's tabwriter (three spaces between columns)."""
+    out = out or sys.stdout
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for r in [headers] + rows:
+        line = "   ".join(c.ljust(w) for c, w in zip(r, widths))
+        print(line.rstrip(), file=out)
+
+
+def _store():
+    from .store import Store
+    return Store()
+
+
+# -- images ------------------------------------------------------------------
+
+@verb("images", "List images",
+      arg("-q", "--quiet", action="store_true", help="only IDs"),
+      arg("-a", "--all", action="store_true", help="accepted for docker compatibility"))
+def cmd_images(a):
+    from . import images, reference, units
+    rows = []
+    for image in sorted(images.list_images(_store()), key=lambda i: i.config.get("created", ""), reverse=True):
+        created = units.ago(image.config.get("created", ""))
+        size = units.human_size(image.size)
+        for t in image.tags or [None]:
+            repo, tag = (reference.parse(t).familiar_name, reference.parse(t).tag) if t else ("<none>", "<none>")
+            rows.append([repo, tag, image.short_id, created, size])
+    if a.quiet:
+        for r in dict.fromkeys(r[2] for r in rows):
+            print(r)
+    else:
+        table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+
+
+@verb("import", "Import a root filesystem tarball as an image",
+      arg("file"), arg("reference", nargs="?"), arg("-m", "--message", default=""))
+def cmd_import(a):
+    from .bootstrap import import_tar
+    print(import_tar(_store(), a.file, a.reference, a.message).id)
+
+
+@verb("bootstrap", "Build busybox:latest from the host's static busybox (no internet needed)",
+      arg("reference", nargs="?", default="busybox:latest"))
+def cmd_bootstrap(a):
+    from .bootstrap import bootstrap
+    image = bootstrap(_store(), a.reference)
+    print(image.id)
+
+
+@verb("tag", "Give an image another name", arg("source"), arg("target"))
+def cmd_tag(a):
+    from . import images
+    images.tag(_store(), a.source, a.target)
+
+
+@verb("rmi", "Remove images", arg("images", nargs="+"), arg("-f", "--force", action="store_true"))
+def cmd_rmi(a):
+    from . import images
+    store, failed = _store(), None
+    for name in a.images:
+        try:
+            for line in images.remove(store, name, a.force):
+                print(line)
+        except MinidockerError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            failed = e
+    if failed:
+        sys.exit(failed.exit_code)
+
+
+@verb("history", "Show the history of an image", arg("image"),
+      arg("--no-trunc", action="store_true"), arg("-q", "--quiet", action="store_true"))
+def cmd_history(a):
+    from . import images, units
+    rows = images.history(images.get(_store(), a.image))
+    if a.quiet:
+        for r in rows:
+            print(r[0])
+        return
+    width = None if a.no_trunc else 45
+    table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+          [[r[0], units.ago(r[1]), _trunc(r[2], width), units.human_size(r[3]), r[4]] for r in rows])
+
+
+def _trunc(text, width):
+    return text if width is None or len(text) <= width else text[:width - 3] + "..."
+
+
+@verb("inspect", "Show low-level information as JSON", arg("names", nargs="+"),
+      arg("--type", choices=["image", "container"]), arg("-f", "--format", help="accepted; prints JSON"))
+def cmd_inspect(a):
+    from . import images
+    store, out, failed = _store(), [], None
+    for name in a.names:
+        try:
+            out.append(_inspect_one(store, name, a.type))
+        except MinidockerError as e:
+            failed = e
+            print(f"Error: {e}", file=sys.stderr)
+    print(json.dumps(out, indent=4))
+    if failed:
+        sys.exit(1)
+
+
+def _inspect_one(store, name, kind):
+    from . import images
+    if kind in (None, "container"):
+        try:
+            from . import containers
+            return containers.get(store, name).inspect()
+        except ImportError:
+            pass
+        except MinidockerError:
+            if kind == "container":
+                raise
+    return images.inspect(images.get(store, name))
+
+
+# -- the command line --------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # docker exits 125 when the command line itself is wrong
+        print(f"minidocker: {message}\nSee 'minidocker --help'.", file=sys.stderr)
+        sys.exit(125)
+
+
+def parser():
+    p = _Parser(prog="minidocker", description="A small, real Docker, in Python.")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    for name, (func, help, arguments) in VERBS.items():
+        sp = sub.add_parser(name, help=help, description=help)
+        for flags, options in arguments:
+            sp.add_argument(*flags, **options)
+        sp.set_defaults(func=func)
+    return p
+
+
+def main(argv=None):
+    _load_verbs()
+    p = parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 0
+    try:
+        args.func(args)
+    except MinidockerError as e:
+        print(f"minidocker: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+def _load_verbs():
+    """Verbs of later chapters live in their own modules (cli_*.py) and register themselves."""
+    import importlib
+    import pkgutil
+    from . import __path__ as pkg_path
+    for info in pkgutil.iter_modules(pkg_path):
+        if info.name.startswith("cli_"):
+            importlib.import_module(f"minidocker.{info.name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Paths resolved inside a root directory, as if it were `/`: no way out.
+
+`open("dest/" + name)` lets a hostile layer write anywhere: `../x` climbs out,
+and a symlink `etc -> /` planted by an earlier entry turns `etc/passwd` into
+the host's. So we walk from a descriptor of the root, one component at a time,
+with O_NOFOLLOW; a symlink met on the way is read and resolved by hand, an
+absolute one from the root, and `..` at the root is refused rather than clamped.
+Every change is then made relative to the parent's descriptor (`dir_fd=`).
+
+`resolve_in_root` is the kernel's own version of this walk (openat2 with
+RESOLVE_IN_ROOT, Linux 5.6+): it clamps instead of refusing; the tests use it
+as an independent oracle.
+"""
+import ctypes
+import errno
+import os
+import stat
+
+from .errors import MinidockerError
+
+O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_REAL_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40          # like the kernel's ELOOP limit
+MAX_CACHED = 4096
+RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
+SYS_OPENAT2 = 437       # the same number on every architecture
+
+
+def split_name(name: str) -> list:
+    """The components of a tar member name; absolute names and `..` are refused."""
+    if name.startswith("/"):
+        raise MinidockerError(f"layer entry {name!r}: absolute path refused")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise MinidockerError(f"layer entry {name!r}: '..' in a path refused")
+    return parts
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def resolve_in_root(rootfd: int, path: str, flags: int = os.O_PATH | os.O_CLOEXEC) -> int:
+    """openat2(rootfd, path, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS): a descriptor, never outside."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    how = _OpenHow(flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    fd = libc.syscall(SYS_OPENAT2, rootfd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
+
+
+class Confined:
+    """A root directory and the operations a layer needs, each confined to it."""
+
+    def __init__(self, path):
+        self.fd = os.open(path, O_REAL_DIR)
+        st = os.fstat(self.fd)
+        self.root_id = (st.st_dev, st.st_ino)
+        self.where = ""          # the entry being applied, for error messages
+        self._dirs = {(): self.fd}
+        self._stale = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._forget()
+        for fd in self._stale:
+            os.close(fd)
+        os.close(self.fd)
+
+    def _fail(self, why):
+        raise MinidockerError(f"layer entry {self.where!r}: {why}")
+
+    # -- walking -----------------------------------------------------------
+
+    def dir(self, parts, create=True):
+        """Descriptor (O_PATH, cached) of directory `parts`, or None if missing and not `create`."""
+        parts = tuple(parts)
+        fd = self._dirs.get(parts)
+        if fd is None:
+            parent = self.dir(parts[:-1], create)
+            if parent is None:
+                return None
+            fd = self._step(parent, parts[-1], create, 0)
+            if fd is None:
+                return None
+            if len(self._dirs) > MAX_CACHED:
+                self._forget()
+            self._dirs[parts] = fd
+        return fd
+
+    def _step(self, pfd, name, create, links):
+        try:
+            return os.open(name, O_PATH_DIR, dir_fd=pfd)
+        except FileNotFoundError:
+            if not create:
+                return None
+            os.mkdir(name, 0o755, dir_fd=pfd)
+            return os.open(name, O_PATH_DIR, dir_fd=pfd)
+        except OSError as e:
+            if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise
+        if not stat.S_ISLNK(os.lstat(name, dir_fd=pfd).st_mode):
+            self._fail(f"{name!r} on the way is not a directory")
+        if links >= MAX_LINKS:
+            self._fail("too many levels of symlinks")
+        return self._follow(pfd, os.readlink(name, dir_fd=pfd), create, links + 1)
+
+    def _follow(self, pfd, target, create, links):
+        """Resolve a symlink's target from `pfd`, treating the root as `/`."""
+        cur = os.dup(self.fd if target.startswith("/") else pfd)
+        for name in target.split("/"):
+            if name in ("", "."):
+                continue
+            if name == "..":
+                st = os.fstat(cur)
+                if (st.st_dev, st.st_ino) == self.root_id:
+                    os.close(cur)
+                    self._fail(f"symlink target {target!r} leads outside the layer")
+                nxt = os.open("..", O_PATH_DIR, dir_fd=cur)
+            else:
+                nxt = self._step(cur, name, create, links)
+            os.close(cur)
+            if nxt is None:
+                return None
+            cur = nxt
+        return cur
+
+    def begin(self, name):
+        """Start on the next entry: descriptors dropped during the last one can be closed now."""
+        self.where = name
+        for fd in self._stale:
+            os.close(fd)
+        self._stale = []
+
+    def _forget(self):
+        """Drop cached descriptors after a removal: a path may now lead elsewhere."""
+        # closed in begin(): the current entry's code may still hold one
+        self._stale.extend(fd for key, fd in self._dirs.items() if key)
+        self._dirs = {(): self.fd}
+
+    # -- changing ----------------------------------------------------------
+
+    def _replace(self, pfd, name):
+        """Make room for a new entry: dir over dir merges, anything else is removed."""
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            _remove_tree(pfd, name)
+        else:
+            os.unlink(name, dir_fd=pfd)
+        self._forget()
+
+    def create_file(self, parts) -> int:
+        pfd, name = self.dir(parts[:-1]), parts[-1]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(name, flags, 0o600, dir_fd=pfd)
+        except FileExistsError:
+            self._replace(pfd, name)
+            return os.open(name, flags, 0o600, dir_fd=pfd)
+
+    def make_dir(self, parts) -> int:
+        """A real descriptor of directory `parts`, created or kept (merged) as layer.md says."""
+        if not parts:
+            return os.dup(self.fd)
+        pfd, name = self.dir(parts[:-1]), parts[-1]
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=pfd).st_mode):
+                self._replace(pfd, name)
+                os.mkdir(name, 0o700, dir_fd=pfd)
+        return os.open(name, O_REAL_DIR, dir_fd=pfd)
+
+    def make_symlink(self, parts, target):
+        pfd, name = self.dir(parts[:-1]), parts[-1]
+        try:
+            os.symlink(target, name, dir_fd=pfd)
+        except FileExistsError:
+            self._replace(pfd, name)
+            os.symlink(target, name, dir_fd=pfd)
+
+    def make_hardlink(self, parts, target):
+        """A hardlink to `target`, itself resolved inside the root (the link is not followed)."""
+        pfd, name = self.dir(parts[:-1]), parts[-1]
+        try:
+            st = os.lstat(name, dir_fd=pfd)
+        except FileNotFoundError:
+            st = None
+        tfd = self.dir(target[:-1], create=False)
+        try:
+            tst = tfd is not None and os.lstat(target[-1], dir_fd=tfd)
+        except FileNotFoundError:
+            tst = None
+        if not tst:
+            self._fail(f"hardlink target {'/'.join(target)!r} is not in the layer")
+        if stat.S_ISDIR(tst.st_mode):
+            self._fail("hardlink to a directory")
+        if st and (st.st_dev, st.st_ino) == (tst.st_dev, tst.st_ino):
+            return
+        if st:
+            self._replace(pfd, name)
+            pfd, tfd = self.dir(parts[:-1]), self.dir(target[:-1], create=False)
+        os.link(target[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+
+    def make_node(self, parts, kind, rdev):
+        pfd, name = self.dir(parts[:-1]), parts[-1]
+        try:
+            os.mknod(name, kind | 0o600, rdev, dir_fd=pfd)
+        except FileExistsError:
+            self._replace(pfd, name)
+            os.mknod(name, kind | 0o600, rdev, dir_fd=pfd)
+
+    def make_whiteout(self, parts, uid, gid):
+        """overlayfs's whiteout: a 0/0 character device owned as the tar said."""
+        self.make_node(parts, stat.S_IFCHR, 0)
+        pfd = self.dir(parts[:-1])
+        os.chmod(parts[-1], 0, dir_fd=pfd)
+        os.chown(parts[-1], uid, gid, dir_fd=pfd, follow_symlinks=False)
+
+    def remove(self, parts):
+        """rm -rf of `parts` (the last component not followed); missing is fine."""
+        pfd = self.dir(parts[:-1], create=False)
+        if pfd is not None:
+            self._replace(pfd, parts[-1])
+
+    def prune(self, fd, parts, keep):
+        """Remove what directory `parts` (open as `fd`) holds, except paths in `keep`."""
+        for entry in os.scandir(fd):
+            path = parts + (entry.name,)
+            if path not in keep:
+                self._replace(fd, entry.name)
+            elif entry.is_dir(follow_symlinks=False):
+                sub = os.open(entry.name, O_REAL_DIR, dir_fd=fd)
+                try:
+                    self.prune(sub, path, keep)
+                finally:
+                    os.close(sub)
+
+    # -- attributes ----------------------------------------------------------
+
+    def set_attrs(self, fd, uid, gid, mode, xattrs):
+        """Owner, then mode (chown clears setuid), then xattrs, on an open file or dir."""
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        for key, value in xattrs.items():
+            self._setxattr(fd, key, value)
+
+    def set_link_attrs(self, parts, uid, gid, xattrs, times):
+        pfd, name = self.dir(parts[:-1]), parts[-1]
+        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        for key, value in xattrs.items():
+            self._setxattr(f"/proc/self/fd/{pfd}/{name}", key, value, follow=False)
+        os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
+
+    def set_node_attrs(self, parts, uid, gid, mode, xattrs, times):
+        # a device can't be opened safely to fchmod it; it is fresh and no symlink
+        pfd, name = self.dir(parts[:-1]), parts[-1]
+        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        os.chmod(name, mode, dir_fd=pfd)
+        for key, value in xattrs.items():
+            self._setxattr(f"/proc/self/fd/{pfd}/{name}", key, value, follow=False)
+        os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
+
+    def _setxattr(self, target, key, value, follow=True):
+        try:
+            os.setxattr(target, key, value, follow_symlinks=follow)
+        except OSError as e:
+            self._fail(f"cannot set xattr {key}: {e.strerror}")
+
+    def set_dir_time(self, parts, times):
+        if not parts:
+            os.utime(self.fd, ns=times)
+            return
+        pfd = self.dir(parts[:-1], create=False)
+        if pfd is not None and stat.S_ISDIR(os.lstat(parts[-1], dir_fd=pfd).st_mode):
+            os.utime(parts[-1], ns=times, dir_fd=pfd, follow_symlinks=False)
+
+
+def _remove_tree(pfd, name):
+    """rm -rf below a directory descriptor; never follows a link, never crosses a mount."""
+    fd = os.open(name, O_REAL_DIR, dir_fd=pfd)
+    try:
+        dev = os.fstat(fd).st_dev
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                if entry.stat(follow_symlinks=False).st_dev != dev:
+                    raise MinidockerError(f"refusing to remove {entry.name}: another filesystem")
+                _remove_tree(fd, entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=pfd)

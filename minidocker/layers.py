@@ -1,0 +1,312 @@
+"""Image layers: a tar of changes, unpacked safely into a directory.
+
+A layer is a tar (plain, gzip or zstd) of the files one build step added or
+changed. Deletions travel as empty marker files: `.wh.NAME` deletes NAME from
+the layers below, `DIR/.wh..wh..opq` hides everything the layers below had in
+DIR. We unpack a layer as an *overlay layer*: the markers become what the
+kernel's overlayfs understands (a 0/0 character device, the xattr
+`trusted.overlay.opaque=y`), so the unpacked directories can be stacked by an
+overlay mount as they are. The flattened mode applies a layer onto a root
+filesystem instead, deleting for real (tests and comparisons with umoci).
+
+A layer comes from the network: every name in it is hostile until proven
+otherwise. We never build a path and hand it to open(): every directory is
+reached from the root one component at a time, without following symlinks,
+and a symlink met on the way is resolved by hand as if the root were `/`.
+Names with `..`, absolute names, and links that would climb out of the root
+are refused. The safe-path machinery lives in `confined.py`.
+"""
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import zlib
+import gzip
+
+import zstandard
+
+from .confined import Confined, split_name
+from .errors import MinidockerError
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+BLOCK = 512
+CHUNK = 1 << 20
+
+
+def open_layer(fileobj):
+    """A readable stream of the layer's tar, decompressed according to its first bytes."""
+    buffered = fileobj if hasattr(fileobj, "peek") else io.BufferedReader(fileobj, CHUNK)
+    magic = buffered.peek(4)[:4]
+    if magic.startswith(GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    if magic == ZSTD_MAGIC:
+        reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True, closefd=False)
+        return io.BufferedReader(reader, CHUNK)
+    return buffered
+
+
+def parse_whiteout(base: str):
+    """('opaque', None), ('whiteout', NAME), ('meta', None) or None for an ordinary name."""
+    if not base.startswith(WHITEOUT):
+        return None
+    if base == OPAQUE:
+        return ("opaque", None)
+    if base.startswith(WHITEOUT + WHITEOUT):
+        return ("meta", None)   # aufs bookkeeping (.wh..wh.plnk...): nothing to apply
+    target = base[len(WHITEOUT):]
+    if target in ("", ".", ".."):
+        raise MinidockerError(f"layer entry {base!r}: invalid whiteout name")
+    return ("whiteout", target)
+
+
+def kept_xattr(name: str) -> bool:
+    """Whether an xattr from a tar may be restored: never trusted.* (overlay's own)."""
+    return name.startswith("user.") or name == "security.capability"
+
+
+def unpack(stream, dest, *, flatten=False) -> str:
+    """Apply the layer tar in `stream` onto `dest` (created if missing); return its diff_id."""
+    source = _Source(open_layer(stream))
+    os.makedirs(dest, mode=0o755, exist_ok=True)
+    with Confined(dest) as root:
+        applier = _Applier(root, flatten)
+        for entry in entries(source):
+            applier.apply(entry)
+        applier.finish()
+    source.drain()
+    return "sha256:" + source.sha.hexdigest()
+
+
+class _Source:
+    """The uncompressed tar, hashed as it is read: the hash is the diff_id."""
+
+    def __init__(self, f):
+        self.f = f
+        self.sha = hashlib.sha256()
+
+    def read(self, n: int, eof_ok=False) -> bytes:
+        try:
+            data = self.f.read(n)
+            while len(data) < n:
+                more = self.f.read(n - len(data))
+                if not more:
+                    if eof_ok and not data:
+                        return b""
+                    raise MinidockerError("layer is truncated: the tar ends in the middle of an entry")
+                data += more
+        except (EOFError, OSError, zlib.error, zstandard.ZstdError) as e:
+            raise MinidockerError(f"layer is corrupt: {e}") from None
+        self.sha.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Hash what follows the end-of-archive blocks: the diff_id covers every byte."""
+        try:
+            while True:
+                data = self.f.read(CHUNK)
+                if not data:
+                    return
+                self.sha.update(data)
+        except (EOFError, OSError, zlib.error, zstandard.ZstdError) as e:
+            raise MinidockerError(f"layer is corrupt: {e}") from None
+
+    def read_into(self, fd: int, size: int) -> None:
+        while size:
+            data = self.read(min(size, CHUNK))
+            os.write(fd, data) if len(data) < 65536 else _write_all(fd, data)
+            size -= len(data)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Entry:
+    """One tar member: its header (a TarInfo), xattrs, exact times, and its unread data."""
+
+    def __init__(self, info, pax, source):
+        self.info, self.source = info, source
+        self.name = pax.get("path", info.name)
+        self.linkname = pax.get("linkpath", info.linkname)
+        self.mode = info.mode & 0o7777
+        self.uid = int(pax.get("uid", info.uid))
+        self.gid = int(pax.get("gid", info.gid))
+        self.size = int(pax.get("size", info.size))
+        self.mtime_ns = _ns(pax["mtime"]) if "mtime" in pax else int(info.mtime) * 10**9
+        self.atime_ns = _ns(pax["atime"]) if "atime" in pax else self.mtime_ns
+        self.xattrs = {k[len("SCHILY.xattr."):]: v.encode("utf-8", "surrogateescape")
+                       for k, v in pax.items() if k.startswith("SCHILY.xattr.")}
+        self.unread = self.size if info.type in tarfile.REGULAR_TYPES else 0
+
+    def write_data(self, fd: int) -> None:
+        self.source.read_into(fd, self.unread)
+        self.unread = 0
+
+    def skip(self) -> None:
+        """Read past what the applier left; only regular files carry data (as in tarfile, Go)."""
+        left = self.unread + (-self.size % BLOCK) if self.info.type in tarfile.REGULAR_TYPES else 0
+        while left:
+            left -= len(self.source.read(min(left, CHUNK)))
+
+
+def _ns(text: str) -> int:
+    whole, _, frac = text.partition(".")
+    sign = -1 if whole.startswith("-") else 1
+    return int(whole) * 10**9 + sign * int((frac + "000000000")[:9] or 0)
+
+
+def entries(source):
+    """The members of a tar stream, PAX and GNU long-name headers folded in."""
+    global_pax, pax = {}, {}
+    while True:
+        block = source.read(BLOCK, eof_ok=True)
+        if not block or block == bytes(BLOCK):
+            return   # end of archive (a missing end marker is tolerated, like GNU tar)
+        try:
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.HeaderError as e:
+            raise MinidockerError(f"layer has a bad tar header: {e}") from None
+        if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                         tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+            data = source.read(info.size + (-info.size % BLOCK))[:info.size]
+            if info.type == tarfile.XGLTYPE:
+                global_pax.update(_parse_pax(data))
+            elif info.type == tarfile.GNUTYPE_LONGNAME:
+                pax["path"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif info.type == tarfile.GNUTYPE_LONGLINK:
+                pax["linkpath"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            else:
+                pax.update(_parse_pax(data))
+            continue
+        if info.type == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse") for k in pax):
+            raise MinidockerError(f"layer entry {info.name!r}: sparse files are not supported")
+        entry = Entry(info, {**global_pax, **pax}, source)
+        pax = {}
+        yield entry
+        entry.skip()
+
+
+def _parse_pax(data: bytes) -> dict:
+    """Records of the form b'LEN key=value\\n'."""
+    out, pos = {}, 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            if not data[pos:].strip(b"\0"):
+                break
+            raise MinidockerError("layer has a bad PAX header") from None
+        record = data[space + 1:pos + length]
+        if length <= 0 or pos + length > len(data) or not record.endswith(b"\n") or b"=" not in record:
+            raise MinidockerError("layer has a bad PAX header")
+        key, value = record[:-1].split(b"=", 1)
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+class _Applier:
+    """Turns entries into files under a Confined root, layer.md's rules included."""
+
+    def __init__(self, root: Confined, flatten: bool):
+        self.root, self.flatten = root, flatten
+        self.seen = set()        # paths this layer wrote or passed through: whiteouts spare them
+        self.dir_times = []      # directory mtimes, set last: writing into a dir changes its own
+
+    def apply(self, e: Entry) -> None:
+        self.root.begin(e.name)
+        if "\0" in e.name or "\0" in e.linkname:
+            raise MinidockerError(f"layer entry {e.name!r}: NUL in a name")
+        parts = tuple(split_name(e.name))
+        if not parts:
+            if e.info.type != tarfile.DIRTYPE:
+                raise MinidockerError(f"layer entry {e.name!r}: only a directory may name the root")
+            self.root.set_attrs(self.root.fd, e.uid, e.gid, e.mode, self._xattrs(e))
+            self.dir_times.append(((), e.atime_ns, e.mtime_ns))
+            return
+        *dirs, base = parts
+        marker = parse_whiteout(base)
+        if marker:
+            return self._marker(e, dirs, marker)
+        for i in range(len(parts), 0, -1):
+            if parts[:i] in self.seen:
+                break
+            self.seen.add(parts[:i])
+        self._create(e, parts)
+
+    def _create(self, e, parts) -> None:
+        r, t = self.root, e.info.type
+        if t in tarfile.REGULAR_TYPES:
+            fd = r.create_file(parts)
+            try:
+                e.write_data(fd)
+                r.set_attrs(fd, e.uid, e.gid, e.mode, self._xattrs(e))
+                os.utime(fd, ns=(e.atime_ns, e.mtime_ns))
+            finally:
+                os.close(fd)
+        elif t == tarfile.DIRTYPE:
+            fd = r.make_dir(parts)
+            try:
+                r.set_attrs(fd, e.uid, e.gid, e.mode, self._xattrs(e))
+            finally:
+                os.close(fd)
+            self.dir_times.append((parts, e.atime_ns, e.mtime_ns))
+        elif t == tarfile.SYMTYPE:
+            if not e.linkname:
+                raise MinidockerError(f"layer entry {e.name!r}: symlink with an empty target")
+            r.make_symlink(parts, e.linkname)
+            r.set_link_attrs(parts, e.uid, e.gid, self._xattrs(e), (e.atime_ns, e.mtime_ns))
+        elif t == tarfile.LNKTYPE:
+            target = split_name(e.linkname)
+            if not target or tuple(target) == parts:
+                raise MinidockerError(f"layer entry {e.name!r}: bad hardlink target {e.linkname!r}")
+            r.make_hardlink(parts, tuple(target))
+        elif t in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+            kind = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK}.get(t, stat.S_IFIFO)
+            major, minor = e.info.devmajor, e.info.devminor
+            if kind != stat.S_IFIFO and not (0 <= major < 1 << 12 and 0 <= minor < 1 << 20):
+                raise MinidockerError(f"layer entry {e.name!r}: invalid device number {major}:{minor}")
+            r.make_node(parts, kind, os.makedev(major, minor) if kind != stat.S_IFIFO else 0)
+            r.set_node_attrs(parts, e.uid, e.gid, e.mode, self._xattrs(e), (e.atime_ns, e.mtime_ns))
+        else:
+            raise MinidockerError(f"layer entry {e.name!r}: unsupported tar type {t!r}")
+
+    def _marker(self, e, dirs, marker) -> None:
+        kind, name = marker
+        r = self.root
+        if kind == "meta":
+            return
+        if kind == "whiteout":
+            path = tuple(dirs) + (name,)
+            if path in self.seen:
+                return   # a whiteout never deletes its own layer's files (layer.md)
+            if self.flatten:
+                r.remove(path)
+            else:
+                r.make_whiteout(path, e.uid, e.gid)
+            return
+        fd = r.make_dir(tuple(dirs))   # opaque: DIR/.wh..wh..opq
+        try:
+            if self.flatten:
+                r.prune(fd, tuple(dirs), self.seen)
+            else:
+                os.setxattr(fd, OPAQUE_XATTR, b"y")
+        finally:
+            os.close(fd)
+        self.seen.add(tuple(dirs))
+
+    def _xattrs(self, e) -> dict:
+        return {k: v for k, v in e.xattrs.items() if kept_xattr(k)}
+
+    def finish(self) -> None:
+        """Directory times last: creating their content has changed them."""
+        for parts, atime, mtime in self.dir_times:
+            self.root.set_dir_time(parts, (atime, mtime))

@@ -159,7 +159,9 @@ def parser():
     p = _Parser(prog="minidocker", description="A small, real Docker, in Python.")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for name, (func, help, arguments) in VERBS.items():
-        sp = sub.add_parser(name, help=help, description=help)
+        # -h is --hostname for run, as in docker, so help is only --help
+        sp = sub.add_parser(name, help=help, description=help, add_help=False)
+        sp.add_argument("--help", action="help", help="show this help")
         for flags, options in arguments:
             sp.add_argument(*flags, **options)
         sp.set_defaults(func=func)

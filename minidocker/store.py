@@ -1,15 +1,18 @@
 """The content store: an OCI image layout, plus the unpacked layers.
 
     <root>/                         /var/lib/minidocker or $MINIDOCKER_ROOT, mode 0700
-      oci-layout                    {"imageLayoutVersion": "1.0.0"}
-      index.json                    one entry per tag (annotation ref.name), or untagged
-      blobs/sha256/<hex>            manifests, configs and layer tars, named by digest
+      images/                       an OCI image layout:
+        oci-layout                    {"imageLayoutVersion": "1.0.0"}
+        index.json                    one entry per tag (annotation ref.name), or untagged
+        blobs/sha256/<hex>            manifests, configs and layer tars, named by digest
       ingest/                       blobs being written; never visible under blobs/
       layers/<chain hex>/diff       one unpacked directory per layer (an overlay lowerdir)
-      containers/ volumes/ ...      the engine's; OCI tools ignore unknown files
+      containers/ volumes/ ...      the engine's
 
-Because the root *is* an OCI image layout, skopeo, umoci and oci-image-tool read
-it as it is. A blob appears under blobs/ only once its digest and size are
+Because images/ *is* an OCI image layout, skopeo, umoci and oci-image-tool read
+it as it is (`umoci unpack --image <root>/images:busybox:latest ...`). The
+unpacked layers live beside it, not in it: they hold overlay whiteouts (0/0
+character devices), which oci-image-tool would try to open and read. A blob appears under blobs/ only once its digest and size are
 verified, and an unpacked layer appears under layers/ only once it is complete:
 both are written elsewhere and renamed into place, so a crash leaves debris in
 ingest/ or layers/.tmp-*, which the next command sweeps, never a broken blob.
@@ -39,19 +42,20 @@ class Store:
 
     def __init__(self, root=None):
         self.root = Path(root) if root else default_root()
-        self.blobs = self.root / "blobs" / "sha256"
+        self.layout = self.root / "images"
+        self.blobs = self.layout / "blobs" / "sha256"
         self.layers = self.root / "layers"
         self._create_or_check()
         self.lock = Lock(self.root / "lock")
         self.sweep()
 
     def _create_or_check(self):
-        layout = self.root / "oci-layout"
+        layout = self.layout / "oci-layout"
         if self.root.exists():
             if not self.root.is_dir():
                 raise MinidockerError(f"{self.root} is not a directory, so it cannot be a minidocker store")
             if not layout.exists() and any(self.root.iterdir()):
-                raise MinidockerError(f"{self.root} is not a minidocker store (it has files but no oci-layout); "
+                raise MinidockerError(f"{self.root} is not a minidocker store (it has files but no images/oci-layout); "
                                       "point MINIDOCKER_ROOT at an empty directory")
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)   # image files may be setuid: keep host users out (CVE-2021-41091)
@@ -64,8 +68,8 @@ class Store:
                 raise MinidockerError(f"{self.root}: unsupported image layout version {version!r}")
         for d in (self.blobs, self.root / "ingest", self.layers, self.root / "containers"):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not (self.root / "index.json").exists():
-            atomic_write(self.root / "index.json", oci.dumps(_empty_index()), 0o600)
+        if not (self.layout / "index.json").exists():
+            atomic_write(self.layout / "index.json", oci.dumps(_empty_index()), 0o600)
         if not layout.exists():
             atomic_write(layout, LAYOUT, 0o600)
 
@@ -117,12 +121,12 @@ class Store:
     # -- index.json: which manifests the store holds, and their tags ----------
 
     def index(self) -> dict:
-        index = read_json(self.root / "index.json")
+        index = read_json(self.layout / "index.json")
         index.setdefault("manifests", [])
         return index
 
     def write_index(self, index: dict) -> None:
-        atomic_write(self.root / "index.json", oci.dumps(index), 0o600)
+        atomic_write(self.layout / "index.json", oci.dumps(index), 0o600)
 
     def set_tag(self, ref_name: str, desc: dict) -> None:
         """Point `ref_name` at a manifest, moving the tag if it pointed elsewhere."""

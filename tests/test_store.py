@@ -12,8 +12,8 @@ from minidocker.store import Store
 
 def test_a_new_store_is_an_oci_layout_closed_to_other_users(store_root):
     Store(store_root)
-    assert json.loads((store_root / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
-    assert json.loads((store_root / "index.json").read_text())["manifests"] == []
+    assert json.loads((store_root / "images" / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    assert json.loads((store_root / "images" / "index.json").read_text())["manifests"] == []
     assert stat.S_IMODE(os.stat(store_root).st_mode) == 0o700
 
 

@@ -25,7 +25,24 @@ def host_snapshot() -> dict:
     links = set(os.listdir("/sys/class/net"))
     netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     return {"mounts": mounts, "cgroups": cgroups, "links": links, "netns": netns,
-            "processes": descendants(os.getpid())}
+            "processes": descendants(os.getpid()) | monitors()}
+
+
+def monitors() -> set:
+    """Container monitors and inits are nobody's children by design: find them by command line."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read()
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if b"minidocker.monitor" in cmd and fields[0] != "Z":
+                found.add((int(entry), fields[19]))
+    return found
 
 
 def descendants(pid: int) -> set:

@@ -155,8 +155,9 @@ def port_rules(bridge: str, address: str, spec: dict):
     return [
         ("nat", "OUTPUT", *match, *to),
         ("nat", "PREROUTING", *match, *to),
-        ("filter", "FORWARD", "-o", bridge, "-d", address, "-p", spec["proto"],
-         "--dport", str(spec["container_port"]), "-j", "ACCEPT"),
+        # not from another minidocker bridge: that traffic meets the isolation rule
+        ("filter", "FORWARD", "!", "-i", "minidocker+", "-o", bridge, "-d", address,
+         "-p", spec["proto"], "--dport", str(spec["container_port"]), "-j", "ACCEPT"),
     ]
 
 

@@ -129,6 +129,42 @@ def test_two_containers_on_the_default_bridge_ping_and_talk_tcp(lab, tmp_path):
     assert http_get(s2["IPAddress"], 80).endswith("hello from two\n")
 
 
+def test_a_container_is_found_by_its_process_as_the_engine_passes_it(lab, tmp_path):
+    init = subprocess.Popen(["unshare", "--net", "sleep", "60"])  # a container's init
+    try:
+        path = f"/proc/{init.pid}/ns/net"
+        for _ in range(100):  # until unshare has made the new namespace
+            if os.readlink(path) != os.readlink("/proc/self/ns/net"):
+                break
+            time.sleep(0.01)
+        got = network.connect(A, path)
+        box = lab()
+        network.connect(B, box.path)
+        ping = box.run("busybox", "ping", "-c", "1", "-W", "3", got["IPAddress"])
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+    finally:
+        init.kill()
+        init.wait()
+    network.release(A)
+    assert tagged(lab.root, A) == []
+
+
+def test_networks_are_isolated_from_each_other(lab, tmp_path):
+    network.create_network("red")
+    network.create_network("blue")
+    red, blue = lab(), lab()
+    to_red = network.connect(A, red.path, "red", ports=[f"127.0.0.1:{free_port()}:80"])
+    network.connect(B, blue.path, "blue")
+    red_ip = to_red["Networks"]["red"]["IPAddress"]
+    assert open("/proc/sys/net/ipv4/ip_forward").read() == "1\n"  # the host routes between them...
+    httpd(red, tmp_path, "red\n")
+    assert http_get(red_ip, 80).endswith("red\n")
+    ping = blue.run("busybox", "ping", "-c", "1", "-W", "1", red_ip)
+    assert ping.returncode != 0  # ...but the firewall does not let one network reach another
+    page = blue.run("busybox", "wget", "-q", "-T", "2", "-O", "-", f"http://{red_ip}/index.html")
+    assert page.returncode != 0 and page.stdout == ""
+
+
 def resolve_and_ping(box, hosts, name):
     """Ping `name` from `box` with `hosts` bind-mounted on /etc/hosts, as in a container."""
     script = f"mount --bind {hosts} /etc/hosts && exec nsenter --net={box.path} " \

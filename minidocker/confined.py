@@ -26,13 +26,14 @@ RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
 SYS_OPENAT2 = 437       # the same number on every architecture
 
 
-def split_name(name: str) -> list:
-    """The components of a tar member name; absolute names and `..` are refused."""
+def split_name(name: str, entry: str = None) -> list:
+    """The components of a tar member name (or of `entry`'s link target); no absolute names, no `..`."""
+    what = f"layer entry {name!r}" if entry is None else f"layer entry {entry!r}: link target {name!r}"
     if name.startswith("/"):
-        raise MinidockerError(f"layer entry {name!r}: absolute path refused")
+        raise MinidockerError(f"{what}: absolute path refused")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise MinidockerError(f"layer entry {name!r}: '..' in a path refused")
+        raise MinidockerError(f"{what}: '..' in a path refused")
     return parts
 
 

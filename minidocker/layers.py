@@ -50,7 +50,7 @@ def open_layer(fileobj):
     return buffered
 
 
-def parse_whiteout(base: str):
+def parse_whiteout(base: str, entry: str = None):
     """('opaque', None), ('whiteout', NAME), ('meta', None) or None for an ordinary name."""
     if not base.startswith(WHITEOUT):
         return None
@@ -60,7 +60,7 @@ def parse_whiteout(base: str):
         return ("meta", None)   # aufs bookkeeping (.wh..wh.plnk...): nothing to apply
     target = base[len(WHITEOUT):]
     if target in ("", ".", ".."):
-        raise MinidockerError(f"layer entry {base!r}: invalid whiteout name")
+        raise MinidockerError(f"layer entry {entry or base!r}: invalid whiteout name")
     return ("whiteout", target)
 
 
@@ -233,7 +233,7 @@ class _Applier:
             self.dir_times.append(((), e.atime_ns, e.mtime_ns))
             return
         *dirs, base = parts
-        marker = parse_whiteout(base)
+        marker = parse_whiteout(base, e.name)
         if marker:
             return self._marker(e, dirs, marker)
         for i in range(len(parts), 0, -1):
@@ -265,7 +265,7 @@ class _Applier:
             r.make_symlink(parts, e.linkname)
             r.set_link_attrs(parts, e.uid, e.gid, self._xattrs(e), (e.atime_ns, e.mtime_ns))
         elif t == tarfile.LNKTYPE:
-            target = split_name(e.linkname)
+            target = split_name(e.linkname, e.name)
             if not target or tuple(target) == parts:
                 raise MinidockerError(f"layer entry {e.name!r}: bad hardlink target {e.linkname!r}")
             r.make_hardlink(parts, tuple(target))

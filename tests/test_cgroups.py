@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from minidocker.errors import MinidockerError, NotFound
+from minidocker import limits
 from minidocker.runtime import cgroups
 
 pytestmark = pytest.mark.root
@@ -89,6 +90,8 @@ def test_mode_matches_what_the_host_mounts():
     v1, v2 = cgroups.mounts()
     expected = {(True, True): "hybrid", (True, False): "v1", (False, True): "v2"}
     assert cgroups.mode() == expected[(bool(v1), bool(v2))]
+    # set by tests/test_cgroup_v2_vm.py: there, the v2 driver must be the one tested
+    assert cgroups.mode() == os.environ.get("MINIDOCKER_CGROUP_MODE", cgroups.mode())
     assert os.path.exists(os.path.join(v2 or v1["memory"], "cgroup.procs"))
 
 
@@ -240,3 +243,20 @@ def test_a_nodev_mount_refuses_device_nodes_whatever_the_cgroup(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "Permission denied" in r.stderr, r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_what_limits_resources_builds_is_what_the_cgroup_gets(path):
+    cg = cgroups.create(path, limits.resources(memory="64m", cpus="0.5", cpu_shares="512"))
+    s = cg.stats()
+    assert (s["memory_limit"], s["pids_limit"]) == (64 * MiB, 2048)
+    if cgroups.mode() == "v2":
+        assert cgroups.read(os.path.join(cg.dir, "cpu.max")) == "50000 100000"
+        assert cgroups.read(os.path.join(cg.dir, "cpu.weight")) == "20"
+    else:
+        assert cgroups.read(cg._file("cpu", "cpu.cfs_quota_us")) == "50000"
+        assert cgroups.read(cg._file("cpu", "cpu.shares")) == "512"
+        listed = set(cgroups.read(cg._file("devices", "devices.list")).splitlines())
+        assert listed == {"c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
+                          "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",
+                          "c 136:* rwm", "c 10:200 rwm"}
+    cg.remove()

@@ -108,6 +108,9 @@ def get(store: Store, name: str) -> Image:
 
 def add(store: Store, config: dict, layers: list, tag=None) -> Image:
     """Record a new image of ours from its config and its layer descriptors (blobs stored)."""
+    diff_ids = config["rootfs"]["diff_ids"]
+    for chain, layer, diff_id in zip(oci.chain_ids(diff_ids), layers, diff_ids):
+        store.unpack(chain, layer["digest"], diff_id)   # a bad layer fails before any JSON is written
     config_desc = store.put(oci.dumps(config), oci.CONFIG)
     manifest = {"schemaVersion": 2, "mediaType": oci.MANIFEST, "config": config_desc, "layers": layers}
     return register(store, store.put(oci.dumps(manifest), oci.MANIFEST), tag)

@@ -1,0 +1,378 @@
+"""The OCI runtime, run for real on a busybox rootfs built from the host's static busybox.
+
+Each test asks one question of a real container and checks nothing is left
+behind: no state directory, no cgroup, no process, no mount on the host.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from minidocker import bundle
+from minidocker.errors import Conflict, MinidockerError, NotFound
+from minidocker import runtime
+from minidocker.runtime import linux, statedir
+
+pytestmark = pytest.mark.root
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n"
+GROUP = "root:x:0:\nwheel:x:10:root\nalice:x:1000:\nstaff:x:50:alice\n"
+
+
+def make_rootfs(path):
+    """A tiny image: static busybox, one symlink per applet, passwd and group."""
+    (path / "bin").mkdir(parents=True)
+    shutil.copy("/bin/busybox", path / "bin" / "busybox")
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True).stdout
+    for name in applets.split():
+        if name != "busybox":
+            os.symlink("busybox", path / "bin" / name)
+    for d in ("etc", "proc", "sys", "dev", "tmp", "root", "home/alice"):
+        (path / d).mkdir(parents=True, exist_ok=True)
+    (path / "etc" / "passwd").write_text(PASSWD)
+    (path / "etc" / "group").write_text(GROUP)
+    shutil.copy(os.path.join(os.path.dirname(__file__), "probe.sh"), path / "probe.sh")
+    return path
+
+
+@pytest.fixture(scope="session")
+def rootfs(tmp_path_factory):
+    return make_rootfs(tmp_path_factory.mktemp("image") / "rootfs")
+
+
+class Env:
+    """A state root and bundles in tmp_path; checks on exit that nothing leaked."""
+
+    def __init__(self, tmp_path, rootfs):
+        self.tmp, self.rootfs, self.root = tmp_path, rootfs, str(tmp_path / "state")
+        self.ids = []
+
+    def bundle(self, args, **kw):
+        id = "t" + uuid.uuid4().hex[:10]
+        self.ids.append(id)
+        kw.setdefault("cgroups_path", f"/minidocker-rt-{id}")
+        config = bundle.spec(self.rootfs, args, id=id + "0123456789", **kw)
+        path = self.tmp / id
+        bundle.write(path, config)
+        return id, path
+
+    def cli(self, *args, input=None, timeout=30):
+        return subprocess.run([sys.executable, "-m", "minidocker.runtime", "--root", self.root, *args],
+                              capture_output=True, text=True, input=input, timeout=timeout)
+
+    def cli_create(self, *args):
+        """create hands its stdio to the container: files, not pipes we would wait on."""
+        with open(self.tmp / "create.out", "w+") as out:
+            p = subprocess.run([sys.executable, "-m", "minidocker.runtime", "--root", self.root,
+                                "create", *args], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                               timeout=30)
+        return p.returncode
+
+    def run(self, args, **kw):
+        """`minidocker-runtime run` of a fresh bundle: (exit status, stdout, stderr)."""
+        id, path = self.bundle(args, **kw)
+        p = self.cli("run", "--bundle", str(path), id)
+        return p.returncode, p.stdout, p.stderr
+
+    def check_clean(self):
+        left = os.listdir(self.root) if os.path.isdir(self.root) else []
+        assert left == [], f"state directories left: {left}"
+        for id in self.ids:
+            for top in os.listdir("/sys/fs/cgroup"):
+                assert not os.path.exists(f"/sys/fs/cgroup/{top}/minidocker-rt-{id}"), top
+
+
+@pytest.fixture
+def env(tmp_path, rootfs):
+    # The inits we create are re-parented to us, as to the engine's monitor: we reap them.
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    e = Env(tmp_path, rootfs)
+    yield e
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 0)
+    e.check_clean()
+
+
+def ns_inodes(pid):
+    return {n: os.stat(f"/proc/{pid}/ns/{n}").st_ino for n in ("mnt", "uts", "ipc", "pid", "net")}
+
+
+def test_lifecycle_create_start_state_kill_delete(env):
+    id, path = env.bundle(["sleep", "60"])
+    pid = runtime.create(id, path, root=env.root)
+    st = runtime.state(id, root=env.root)
+    assert st["status"] == "created" and st["pid"] == pid and st["bundle"] == str(path)
+    assert st["ociVersion"] and st["id"] == id
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert b"sleep" not in f.read()  # created: the program has not run yet
+    runtime.start(id, root=env.root)
+    assert runtime.state(id, root=env.root)["status"] == "running"
+    with pytest.raises(Conflict):
+        runtime.start(id, root=env.root)  # start of a running container
+    with pytest.raises(Conflict):
+        runtime.delete(id, root=env.root)  # delete of a running one without force
+    runtime.kill(id, "SIGKILL", root=env.root)
+    statedir.wait_gone(json.loads((env.tmp / "state" / id / "state.json").read_text()))
+    assert runtime.state(id, root=env.root)["status"] == "stopped"
+    with pytest.raises(Conflict):
+        runtime.kill(id, "TERM", root=env.root)  # nothing left to signal
+    runtime.delete(id, root=env.root)
+    with pytest.raises(NotFound):
+        runtime.state(id, root=env.root)
+    assert statedir.start_time(pid) is None
+
+
+def test_unknown_id_and_duplicate_id(env):
+    for verb in (runtime.state, runtime.start, runtime.delete):
+        with pytest.raises(NotFound):
+            verb("nosuch", root=env.root)
+    with pytest.raises(NotFound):
+        runtime.kill("nosuch", 9, root=env.root)
+    id, path = env.bundle(["true"])
+    runtime.create(id, path, root=env.root)
+    with pytest.raises(Conflict):
+        runtime.create(id, path, root=env.root)
+    runtime.delete(id, root=env.root)  # a created container may be deleted without force
+
+
+def test_kill_accepts_names_and_numbers_and_term_stops_a_created_container(env):
+    assert statedir.parse_signal("TERM") == statedir.parse_signal("SIGTERM") == statedir.parse_signal("15") == 15
+    with pytest.raises(MinidockerError):
+        statedir.parse_signal("NOPE")
+    id, path = env.bundle(["sleep", "60"])
+    pid = runtime.create(id, path, root=env.root)
+    runtime.kill(id, 15, root=env.root)
+    statedir.wait_gone({"pid": pid, "start_time": statedir.start_time(pid) or -1})
+    assert runtime.state(id, root=env.root)["status"] == "stopped"
+    runtime.delete(id, root=env.root)
+
+
+def test_force_delete_kills_a_running_container(env):
+    id, path = env.bundle(["sleep", "60"])
+    pid = runtime.create(id, path, root=env.root)
+    runtime.start(id, root=env.root)
+    runtime.delete(id, force=True, root=env.root)
+    assert statedir.start_time(pid) is None
+
+
+def test_cli_verbs_and_run_exit_status(env):
+    id, path = env.bundle(["sh", "-c", "exit 7"])
+    assert env.cli_create("--bundle", str(path), "--pid-file", str(env.tmp / "pid"), id) == 0
+    state = json.loads(env.cli("state", id).stdout)
+    assert state["status"] == "created" and int((env.tmp / "pid").read_text()) == state["pid"]
+    assert env.cli("start", id).returncode == 0
+    bad = env.cli("start", id)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert env.cli("delete", "--force", id).returncode == 0
+    assert env.cli("state", id).returncode == 1
+    assert env.run(["sh", "-c", "exit 32"])[0] == 32
+    id, path = env.bundle(["sleep", "60"])
+    run = subprocess.Popen([sys.executable, "-m", "minidocker.runtime", "--root", env.root, "run",
+                            "--bundle", str(path), id])
+    try:
+        while env.cli("state", id).stdout.count('"running"') == 0:
+            assert run.poll() is None
+        assert env.cli("kill", id, "KILL").returncode == 0
+        assert run.wait(timeout=10) == 137  # killed by SIGKILL: 128 + 9, like docker
+    finally:
+        run.kill()
+        run.wait()
+
+
+def test_missing_command_is_127_and_not_executable_is_126(env):
+    for args, code in ((["nosuchcommand"], 127), (["/etc"], 126), (["/etc/passwd"], 126)):
+        id, path = env.bundle(args)
+        with pytest.raises(MinidockerError) as err:
+            runtime.create(id, path, root=env.root)
+        assert err.value.exit_code == code, err.value
+    rc, _out, err = env.run(["nosuchcommand"])
+    assert rc == 1 and "executable file not found" in err and "Traceback" not in err
+
+
+def test_namespaces_differ_from_the_host_and_the_program_is_pid_1(env):
+    id, path = env.bundle(["sleep", "60"])
+    pid = runtime.create(id, path, root=env.root)
+    try:
+        host, ours = ns_inodes(os.getpid()), ns_inodes(pid)
+        assert all(host[n] != ours[n] for n in host), (host, ours)
+    finally:
+        runtime.delete(id, root=env.root)
+    rc, out, _ = env.run(["sh", "-c", "echo $$; hostname; cat /proc/1/cmdline | tr '\\0' ' '"])
+    pid1, hostname, cmd = out.splitlines()
+    assert rc == 0 and pid1 == "1" and cmd.startswith("sh -c")
+    assert hostname == (env.ids[-1] + "0123456789")[:12]  # first 12 characters of the id
+
+
+def test_dev_holds_only_the_oci_devices(env):
+    rc, out, _ = env.run(["ls", "-lLn", "/dev"])
+    devices = {line.split()[-1]: line.split()[4] + line.split()[5] for line in out.splitlines()
+               if line[:1] in "cb" and "std" not in line}  # std* follow our own fds
+    assert devices == {"null": "1,3", "zero": "1,5", "full": "1,7", "random": "1,8",
+                       "urandom": "1,9", "tty": "5,0", "ptmx": "5,2"}
+
+
+def test_standard_mounts_with_their_options(env):
+    rc, out, _ = env.run(["cat", "/proc/self/mountinfo"])
+    mounts = {}
+    for line in out.splitlines():
+        left, right = line.split(" - ")
+        mounts[left.split()[4]] = (right.split()[0], left.split()[5], right.split()[2])
+    assert mounts["/proc"][0] == "proc" and {"nosuid", "nodev", "noexec"} <= set(mounts["/proc"][1].split(","))
+    assert mounts["/dev"][0] == "tmpfs" and "size=65536k" in mounts["/dev"][2]
+    assert mounts["/dev/shm"][0] == "tmpfs" and "size=65536k" in mounts["/dev/shm"][2]
+    assert mounts["/sys"][1].startswith("ro,")
+    assert mounts["/proc/sys"][1].startswith("ro,")  # read-only path
+    assert mounts["/dev/mqueue"][0] == "mqueue" and mounts["/dev/pts"][0] == "devpts"
+    rc, out, _ = env.run(["sh", "-c", "wc -c < /proc/keys; ls /sys/firmware | wc -l; "
+                                      "echo x 2>&1 > /proc/sys/kernel/domainname; "
+                                      "umount /proc/keys 2>&1; true"])
+    keys, firmware, write, umount = out.splitlines()
+    assert (keys, firmware) == ("0", "0") and "Read-only" in write and "ermit" in umount
+
+
+def test_bind_mount_and_readonly_root(env, tmp_path):
+    src = tmp_path / "data"
+    src.mkdir()
+    (src / "hello").write_text("hi")
+    mount = {"destination": "/data", "type": "bind", "source": str(src), "options": ["rbind", "ro"]}
+    rc, out, _ = env.run(["sh", "-c", "cat /data/hello; echo; touch /data/x 2>&1; touch /y 2>&1; true"],
+                         mounts=[mount], extra={"root": {"path": str(env.rootfs), "readonly": True}})
+    assert out.splitlines()[0] == "hi" and out.count("Read-only file system") == 2
+    assert os.listdir(src) == ["hello"]
+
+
+def test_user_and_groups_come_from_the_containers_passwd(env):
+    assert env.run(["id"])[1].strip() == "uid=0(root) gid=0(root) groups=0(root),10(wheel)"
+    assert env.run(["id"], user="alice")[1].strip() == \
+        "uid=1000(alice) gid=1000(alice) groups=50(staff),1000(alice)"
+    assert env.run(["id"], user="1000:1000")[1].strip() == "uid=1000(alice) gid=1000(alice) groups=1000(alice)"
+    rc, out, _ = env.run(["sh", "-c", "echo $HOME; grep -E '^Cap(Prm|Eff)' /proc/self/status"], user="alice")
+    assert out.split() == ["/home/alice", "CapPrm:", "0000000000000000", "CapEff:", "0000000000000000"]
+    with pytest.raises(MinidockerError):
+        bundle.spec(env.rootfs, ["id"], user="nobody-here")
+
+
+def test_capabilities_are_dockers_fourteen(env):
+    rc, out, _ = env.run(["grep", "^Cap", "/proc/self/status"])
+    caps = dict(line.split(":\t") for line in out.splitlines())
+    assert caps == {"CapInh": "0000000000000000", "CapPrm": "00000000a80425fb",
+                    "CapEff": "00000000a80425fb", "CapBnd": "00000000a80425fb",
+                    "CapAmb": "0000000000000000"}
+
+
+def test_rlimits_and_only_fds_0_1_2(env):
+    limits = [{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]
+    id, path = env.bundle(["sh", "-c", "ulimit -n; ulimit -Hn; ls /proc/self/fd"])
+    config = json.loads((path / "config.json").read_text())
+    config["process"]["rlimits"] = limits
+    (path / "config.json").write_text(json.dumps(config))
+    extra = os.open("/", os.O_RDONLY)  # an fd the caller holds must not enter (CVE-2024-21626)
+    try:
+        p = subprocess.run([sys.executable, "-m", "minidocker.runtime", "--root", env.root, "run",
+                            "--bundle", str(path), id], capture_output=True, text=True,
+                           pass_fds=(extra,), timeout=30)
+    finally:
+        os.close(extra)
+    soft, hard, *fds = p.stdout.split()
+    assert (soft, hard) == ("321", "654")
+    assert fds == ["0", "1", "2", "3"]  # 3 is ls's own directory fd
+
+
+def test_loopback_is_up(env):
+    out = env.run(["cat", "/sys/class/net/lo/operstate", "/proc/net/dev"])[1]
+    assert out.split()[0] in ("unknown", "up") and "eth0" not in out
+    assert env.run(["sh", "-c", "ping -c1 -W1 127.0.0.1 >/dev/null && echo ok"])[1].strip() == "ok"
+
+
+def test_exec_joins_the_container(env):
+    id, path = env.bundle(["sleep", "60"])
+    pid = runtime.create(id, path, root=env.root)
+    runtime.start(id, root=env.root)
+    try:
+        out = env.cli("exec", id, "sh", "-c", "cat /proc/1/cmdline; echo; hostname; cat /proc/self/cgroup")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].startswith("sleep") and lines[1] == (id + "0123456789")[:12]
+        assert any(line.endswith(f"/minidocker-rt-{id}") for line in lines[2:] if ":pids:" in line)
+        assert env.cli("exec", id, "sh", "-c", "exit 3").returncode == 3
+        assert runtime.exec_process(id, {"args": ["true"]}, root=env.root) == 0
+        child = runtime.exec_process(id, {"args": ["sleep", "30"]}, root=env.root, detach=True)
+        assert ns_inodes(child) == ns_inodes(pid)
+        with pytest.raises(MinidockerError) as err:
+            runtime.exec_process(id, {"args": ["nosuch"]}, root=env.root)
+        assert err.value.exit_code == 127
+    finally:
+        runtime.delete(id, force=True, root=env.root)
+    statedir.reap(child)
+
+
+def test_refuses_proc_as_a_symlink(env, tmp_path):
+    bad = make_rootfs(tmp_path / "badroot")
+    os.rmdir(bad / "proc")
+    os.symlink("/tmp", bad / "proc")
+    id, path = env.bundle(["true"], extra={"root": {"path": str(bad), "readonly": False}})
+    with pytest.raises(MinidockerError, match="/proc .*ordinary directory"):
+        runtime.create(id, path, root=env.root)
+
+
+def test_dev_symlink_in_the_image_cannot_reach_the_host(env, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    bad = make_rootfs(tmp_path / "badroot")
+    os.symlink(str(victim), bad / "mnt")  # absolute symlink: must resolve inside the root
+    mount = {"destination": "/mnt/sub", "type": "tmpfs", "source": "tmpfs", "options": []}
+    extra = {"root": {"path": str(bad), "readonly": False}}
+    rc, out, err = env.run(["true"], mounts=[mount], extra=extra)
+    assert rc == 1 and "/mnt" in err  # the link dangles inside the root: refused
+    inside = bad / str(victim).lstrip("/")
+    inside.mkdir(parents=True)
+    rc, out, err = env.run(["sh", "-c", "grep -c ' /mnt/sub ' /proc/self/mountinfo; ls -d " + str(victim) + "/sub"],
+                           mounts=[mount], extra=extra)
+    assert (rc, out.split()) == (0, ["0", str(victim) + "/sub"]), err  # mounted at the link's target
+    assert os.listdir(victim) == [] and os.listdir(inside) == ["sub"]
+
+
+def test_works_when_the_host_root_has_shared_propagation(env):
+    id, path = env.bundle(["sh", "-c", "echo inside"])
+    cmd = ["unshare", "-m", "--propagation", "shared", sys.executable, "-m", "minidocker.runtime",
+           "--root", env.root, "run", "--bundle", str(path), id]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert (p.returncode, p.stdout) == (0, "inside\n"), p.stderr
+
+
+def test_terminal_over_a_console_socket(env, tmp_path):
+    import socket
+    from minidocker.runtime import terminal
+    id, path = env.bundle(["sh", "-c", "tty; echo $((6*7))"], terminal=True)
+    sock_path = str(tmp_path / "console.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
+        srv.bind(sock_path)
+        srv.listen(1)
+        runtime.create(id, path, root=env.root, console_socket=sock_path)
+        master, name = terminal.receive_master(srv)
+    try:
+        assert name.startswith("/dev/pts/")
+        runtime.start(id, root=env.root)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:  # EIO: the other side has closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert out.decode().split() == ["/dev/pts/0", "42"]
+    finally:
+        os.close(master)
+        runtime.delete(id, force=True, root=env.root)
+
+
+def test_failed_create_leaves_nothing(env, tmp_path):
+    mount = {"destination": "/data", "type": "bind", "source": str(tmp_path / "missing"),
+             "options": ["rbind"]}
+    id, path = env.bundle(["true"], mounts=[mount])
+    with pytest.raises(MinidockerError, match="does not exist"):
+        runtime.create(id, path, root=env.root)

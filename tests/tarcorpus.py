@@ -89,7 +89,8 @@ def zst(data: bytes, with_size=False) -> bytes:
 def tree(root, times="all") -> dict:
     """Everything a layer can say about a tree: path -> (type, mode, owner, content, mtime, xattrs).
 
-    times: "all", "files" (not directories, which overlay copy-up touches) or None.
+    times: "all", "files" (not directories, which overlay copy-up touches), "seconds"
+    (files, whole seconds: what a layer tar keeps) or None.
     """
     import hashlib
     import os
@@ -113,6 +114,36 @@ def tree(root, times="all") -> dict:
                                   for k in os.listxattr(path, follow_symlinks=False)
                                   if k.startswith("user.") or k == "security.capability"))
             mtime = st.st_mtime_ns if times == "all" or (times and not stat.S_ISDIR(kind)) else None
+            if times == "seconds" and mtime is not None:
+                mtime //= 10**9
             out[os.path.relpath(path, root)] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
                                                 content, mtime, xattrs)
     return out
+
+
+def oci_layout(path, tars):
+    """A minimal OCI image layout with `tars` as gzip layers, tagged `latest` (for umoci)."""
+    import hashlib
+    import json
+    blobs = path / "blobs/sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data):
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return "sha256:" + digest
+
+    descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(gzip.compress(t, mtime=0)),
+              "size": len(gzip.compress(t, mtime=0))} for t in tars]
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(t).hexdigest()
+                                                                   for t in tars]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": put(config), "size": len(config)},
+                           "layers": descs}).encode()
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                "digest": put(manifest), "size": len(manifest),
+                                                "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
+    (path / "index.json").write_text(json.dumps(index))
+    (path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')

@@ -1,0 +1,166 @@
+"""From an overlay upper directory back to a layer: the tar `commit` writes, and `docker diff`.
+
+With redirect_dir, index and metacopy off (overlay.py), a container's upper
+directory holds exactly its changes: new and modified files as they are,
+deleted ones as 0/0 character devices, directories emptied and recreated as
+opaque directories. Writing the layer is the unpack in reverse: a device
+becomes an empty `.wh.NAME`, an opaque directory is followed by
+`DIR/.wh..wh..opq`.
+
+The tar is deterministic, so the same files always give the same digest:
+names sorted (whiteouts first in each directory, as layer.md asks of
+producers), no user or group names, whole-second mtimes, no access times,
+xattrs as PAX records, hardlinks found by inode, two zero blocks at the end.
+"""
+import hashlib
+import os
+import stat
+import tarfile
+
+from .layers import OPAQUE, OPAQUE_XATTR, WHITEOUT, kept_xattr
+
+BLOCK = 512
+CHUNK = 1 << 20
+
+
+def is_whiteout(st) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def _children(path):
+    """(name, lstat) of a directory's entries: whiteouts first, then the rest, each sorted by bytes."""
+    found = [(name, os.lstat(os.path.join(path, name))) for name in os.listdir(path)]
+    return sorted(found, key=lambda ns: (not is_whiteout(ns[1]), os.fsencode(ns[0])))
+
+
+def write_layer(upper, out) -> str:
+    """Write the changes in `upper` to `out` as a deterministic layer tar; return its diff_id."""
+    sha = hashlib.sha256()
+
+    def emit(data):
+        sha.update(data)
+        out.write(data)
+
+    links = {}
+
+    def walk(path, rel):
+        for name, st in _children(path):
+            full, name_in_tar = os.path.join(path, name), f"{rel}{name}"
+            if is_whiteout(st):
+                emit(_header(f"{rel}{WHITEOUT}{name}", tarfile.REGTYPE, st, mode=0o600))
+                continue
+            inode = (st.st_dev, st.st_ino)
+            if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1 and inode in links:
+                emit(_header(name_in_tar, tarfile.LNKTYPE, st, linkname=links[inode]))
+                continue
+            links[inode] = name_in_tar
+            if stat.S_ISDIR(st.st_mode):
+                emit(_header(name_in_tar, tarfile.DIRTYPE, st, xattrs=_xattrs(full)))
+                if is_opaque(full):
+                    emit(_header(f"{name_in_tar}/{OPAQUE}", tarfile.REGTYPE, st, mode=0o600))
+                walk(full, name_in_tar + "/")
+            elif stat.S_ISREG(st.st_mode):
+                emit(_header(name_in_tar, tarfile.REGTYPE, st, size=st.st_size, xattrs=_xattrs(full)))
+                _copy(full, st.st_size, emit)
+            elif stat.S_ISLNK(st.st_mode):
+                emit(_header(name_in_tar, tarfile.SYMTYPE, st, linkname=os.readlink(full), xattrs=_xattrs(full)))
+            else:
+                kind = {stat.S_IFCHR: tarfile.CHRTYPE, stat.S_IFBLK: tarfile.BLKTYPE,
+                        stat.S_IFIFO: tarfile.FIFOTYPE}.get(stat.S_IFMT(st.st_mode))
+                if kind is None:
+                    continue   # sockets do not travel in layers
+                emit(_header(name_in_tar, kind, st, xattrs=_xattrs(full)))
+
+    walk(os.fspath(upper), "")
+    emit(bytes(2 * BLOCK))
+    return "sha256:" + sha.hexdigest()
+
+
+def _header(name, kind, st, mode=None, size=0, linkname="", xattrs=None) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, linkname
+    info.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    info.uid, info.gid, info.mtime = st.st_uid, st.st_gid, int(st.st_mtime)
+    info.uname = info.gname = ""
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    if xattrs:
+        info.pax_headers = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+                            for k, v in sorted(xattrs.items())}
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _xattrs(path) -> dict:
+    names = os.listxattr(path, follow_symlinks=False)
+    return {k: os.getxattr(path, k, follow_symlinks=False) for k in names if kept_xattr(k)}
+
+
+def _copy(path, size, emit):
+    with open(path, "rb") as f:
+        left = size
+        while left:
+            data = f.read(min(left, CHUNK))
+            if not data:
+                raise OSError(f"{path} shrank while it was being committed")
+            emit(data)
+            left -= len(data)
+    if size % BLOCK:
+        emit(bytes(BLOCK - size % BLOCK))
+
+
+def changes(upper, lowers: list) -> list:
+    """docker diff: [(kind, "/path")] with A(dded), C(hanged), D(eleted), sorted by path.
+
+    A path is C rather than A when a lower layer has it (lowers top first). An
+    opaque directory that hid a lower one is C, and what it hid is D.
+    """
+    found, lowers = [], [os.fspath(p) for p in lowers]
+
+    def walk(path, rel):
+        for name, st in _children(path):
+            full, where = os.path.join(path, name), f"{rel}/{name}"
+            below = _lower(lowers, where)
+            if is_whiteout(st):
+                found.append(("D", where))
+                continue
+            found.append(("C" if below else "A", where))
+            if stat.S_ISDIR(st.st_mode):
+                if below and is_opaque(full):
+                    mine = set(os.listdir(full))
+                    found.extend(("D", f"{where}/{n}") for n in _lower_names(lowers, where) - mine)
+                walk(full, where)
+
+    walk(os.fspath(upper), "")
+    return sorted(found, key=lambda kp: os.fsencode(kp[1]))
+
+
+def _lower(lowers, where):
+    """The lstat of `where` in the merged lower layers, or None (deleted or never there)."""
+    for lower in lowers:
+        try:
+            st = os.lstat(lower + where)
+            return None if is_whiteout(st) else st
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        if is_opaque(os.path.dirname(lower + where)):
+            return None
+    return None
+
+
+def _lower_names(lowers, where) -> set:
+    names = set()
+    for lower in lowers:
+        try:
+            names.update(n for n in os.listdir(lower + where) if _lower(lowers, f"{where}/{n}"))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        if is_opaque(lower + where):
+            break
+    return names

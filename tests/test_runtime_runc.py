@@ -1,0 +1,65 @@
+"""Differential proof: runc and minidocker-runtime run the same bundle, the container sees the same.
+
+tests/probe.sh prints what a process can observe of its confinement
+(capabilities, mounts and their options, /dev, user, hostname, cwd, limits,
+open fds, masked paths, network devices). Any difference between runc's
+answer and ours fails the test, with the diff as the message.
+"""
+import difflib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from minidocker import bundle
+
+from test_runtime import rootfs  # noqa: F401  (the session busybox image)
+
+pytestmark = pytest.mark.root
+RUNC = shutil.which("runc") or "/usr/sbin/runc"
+
+
+def run_both(tmp_path, rootfs, **kw):  # noqa: F811
+    """(runc's stdout, ours) for the probe in one bundle config."""
+    outputs = []
+    for runtime in ("runc", "minidocker"):
+        id = f"{runtime[:4]}{uuid.uuid4().hex[:8]}"
+        config = bundle.spec(rootfs, ["/bin/sh", "/probe.sh"], id="probe0123456789",
+                             cgroups_path=f"/minidocker-rt-{id}", **kw)
+        path = tmp_path / id
+        bundle.write(path, config)
+        if runtime == "runc":
+            cmd = [RUNC, "--root", str(tmp_path / "runc-state"), "run", "--bundle", str(path), id]
+        else:
+            cmd = [sys.executable, "-m", "minidocker.runtime", "--root", str(tmp_path / "md-state"),
+                   "run", "--bundle", str(path), id]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, f"{runtime}: {p.stderr}"
+        outputs.append(p.stdout)
+        for top in os.listdir("/sys/fs/cgroup"):
+            assert not os.path.exists(f"/sys/fs/cgroup/{top}/minidocker-rt-{id}"), (runtime, top)
+    assert os.listdir(tmp_path / "md-state") == []
+    return outputs
+
+
+def assert_same(theirs, ours):
+    diff = "\n".join(difflib.unified_diff(theirs.splitlines(), ours.splitlines(), "runc", "minidocker",
+                                          lineterm=""))
+    assert theirs == ours, diff
+
+
+@pytest.mark.skipif(not os.path.exists(RUNC), reason="runc is installed by script/bootstrap")
+def test_probe_sees_the_same_under_runc_and_minidocker(tmp_path, rootfs):  # noqa: F811
+    theirs, ours = run_both(tmp_path, rootfs)
+    assert "== mounts" in ours and "/dev/shm" in ours  # the probe really ran
+    assert_same(theirs, ours)
+
+
+@pytest.mark.skipif(not os.path.exists(RUNC), reason="runc is installed by script/bootstrap")
+def test_probe_same_for_a_user_with_a_workdir(tmp_path, rootfs):  # noqa: F811
+    theirs, ours = run_both(tmp_path, rootfs, user="alice", cwd="/home/alice")
+    assert "uid=1000(alice)" in ours
+    assert_same(theirs, ours)

@@ -137,7 +137,7 @@ def test_pids_limit_makes_fork_fail_with_eagain(path):
 def test_half_a_cpu_quota_gives_half_a_cpu(path):
     cg = cgroups.create(path, {"cpu": {"quota": 50000, "period": 100000}})
     # two busy processes want two CPUs; the quota must hold them to half of one
-    child = Child(cg, "import os\nos.fork()\nprint('spin', flush=True)\nwhile True: pass")
+    child = Child(cg, "import os\nprint('spin', flush=True)\nos.fork()\nwhile True: pass")
     assert child.line() == "spin"
     start, t0 = cg.stats()["cpu_usage_ns"], time.monotonic()
     time.sleep(3)

@@ -1,0 +1,83 @@
+"""The Python API, shaped after the command line, for notebooks and scripts.
+
+    from minidocker import api as docker
+    docker.bootstrap()                          # minidocker bootstrap
+    c = docker.run("busybox", ["echo", "hi"])   # minidocker run busybox echo hi
+    c.logs()                                    # 'hi\\n'
+    c.remove()                                  # minidocker rm
+    docker.ps(all=True), docker.images()        # minidocker ps -a, minidocker images
+
+Safe to call from a Jupyter kernel (which is multi-threaded): nothing here
+unshares, forks or mounts in the calling process; every container gets its own
+monitor process, as every docker container gets a shim.
+"""
+from . import containers as _containers
+from . import images as _images
+from .store import Store
+
+Container = _containers.Container
+Image = _images.Image
+
+
+def store(root=None) -> Store:
+    """The image and container store ($MINIDOCKER_ROOT or /var/lib/minidocker)."""
+    return Store(root)
+
+
+def bootstrap(tag="busybox:latest") -> Image:
+    """minidocker bootstrap: busybox:latest from the host's static busybox."""
+    from .bootstrap import bootstrap as build
+    return build(store(), tag)
+
+
+def images() -> list:
+    """minidocker images."""
+    return _images.list_images(store())
+
+
+def image(name) -> Image:
+    return _images.get(store(), name)
+
+
+def ps(all=False) -> list:
+    """minidocker ps (all=True: ps -a)."""
+    return [c for c in _containers.all_containers(store()) if all or c.status == "running"]
+
+
+def container(name) -> Container:
+    return _containers.get(store(), name)
+
+
+def create(image, command=None, *, name=None, environment=(), workdir=None, hostname=None, user=None,
+           entrypoint=None, tty=False, stdin_open=False, remove=False, resources=None, network="bridge",
+           ports=(), labels=None) -> Container:
+    """minidocker create: a container, not started."""
+    if isinstance(command, str):
+        command = ["sh", "-c", command]
+    if isinstance(environment, dict):
+        environment = [f"{k}={v}" for k, v in environment.items()]
+    return _containers.create(store(), image, command, name=name, env=list(environment), workdir=workdir,
+                              hostname=hostname, user=user, entrypoint=entrypoint, tty=tty,
+                              stdin_open=stdin_open, auto_remove=remove, resources=resources,
+                              network=network, ports=ports, labels=labels)
+
+
+def run(image, command=None, *, detach=False, name=None, **options) -> Container:
+    """minidocker run: start a container; unless detach=True, wait until it exits.
+
+    A string command runs through `sh -c`. Running a cell again never fails
+    because of the previous run: a container with the same name is replaced
+    once it has stopped.
+    """
+    if name is not None:
+        try:
+            old = container(name)
+        except Exception:
+            old = None
+        if old is not None and old.status != "running":
+            old.remove()
+    c = create(image, command, name=name, **options)
+    c.start().close()
+    if not detach:
+        c.wait()
+    return c.reload()

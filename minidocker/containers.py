@@ -1,0 +1,340 @@
+"""Containers: their records on disk and the lifecycle docker users know.
+
+    created --start--> running --exit / stop / kill--> exited --rm--> (removed)
+       |                  ^                               |
+       |                  '------------ start ------------'
+       '-------------------------- rm --------------------------------> (removed)
+
+    containers/<id>/container.json   what was asked: image, command, options (written once)
+    containers/<id>/state.json       what is: status, PIDs, exit code, times (the monitor's)
+    containers/<id>/config.json      the OCI bundle handed to the runtime, rewritten at each start
+    containers/<id>/upper work rootfs   the writable layer, overlay's work dir, the mount point
+    containers/<id>/log              stdout and stderr, one JSON line per chunk (docker's json-file)
+
+A running container has a monitor (monitor.py) that holds its init as a child
+and writes state.json when it exits. Nothing here trusts a PID alone: a PID is
+believed only if the process start time recorded beside it still matches.
+"""
+import json
+import os
+import random
+import re
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from . import images, units
+from .errors import Conflict, MinidockerError, NotFound
+from .files import Lock, read_json, remove_tree, write_json
+from .store import Store
+
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_ADJECTIVES = ("brave", "calm", "clever", "curious", "eager", "gentle", "happy", "jolly", "keen", "lucid",
+               "merry", "nimble", "patient", "quiet", "sharp", "steady", "tidy", "witty", "zealous", "bold")
+_PIONEERS = ("lovelace", "turing", "hopper", "ritchie", "thompson", "torvalds", "hamilton", "knuth", "dijkstra",
+             "liskov", "allen", "backus", "kay", "lamport", "mccarthy", "perlman", "shannon", "wirth", "cerf")
+
+
+def runtime_root(store: Store) -> str:
+    """The runtime's state directory for this store (tests get their own)."""
+    return str(store.root / "runtime")
+
+
+class Container:
+    """One container: its record, its state, and the verbs that change them."""
+
+    def __init__(self, store: Store, id: str):
+        self.store, self.id = store, id
+        self.dir = store.root / "containers" / id
+        self.lock = Lock(self.dir / "lock")
+        self.reload()
+
+    def reload(self) -> "Container":
+        try:
+            self.record = read_json(self.dir / "container.json")
+            self.state = read_json(self.dir / "state.json")
+        except FileNotFoundError:
+            raise NotFound(f"No such container: {self.id[:12]}") from None
+        self.state = reconcile(self)
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.record["Name"].lstrip("/")
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def status(self) -> str:
+        return self.state["Status"]
+
+    def __repr__(self):
+        return f"<Container {self.short_id} {self.name} {self.status}>"
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self, attach: bool = False):
+        """Start the container through a new monitor; returns the monitor's message channel."""
+        from . import monitor
+        self.reload()
+        if self.status == "running":
+            raise Conflict(f"container {self.name} is already running", 1)
+        return monitor.spawn(self, attach=attach)
+
+    def kill(self, sig="KILL") -> None:
+        from . import runtime
+        self.reload()
+        if self.status != "running":
+            raise Conflict(f"Cannot kill container {self.name}: container is not running", 1)
+        runtime.kill(self.id, sig, root=runtime_root(self.store))
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM (or the image's StopSignal), then SIGKILL after `timeout` seconds, as docker stop."""
+        self.reload()
+        if self.status != "running":
+            return
+        stop_signal = (self.record["Config"].get("StopSignal") or "TERM")
+        try:
+            self.kill(stop_signal)
+        except Conflict:
+            return
+        if not self.wait_exit(timeout):
+            try:
+                self.kill("KILL")
+            except Conflict:
+                pass
+            self.wait_exit(10)
+
+    def wait_exit(self, timeout=None) -> bool:
+        """Wait until the monitor has recorded the exit; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.reload()
+            if self.status != "running":
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            _wait_pid(self.state.get("MonitorPid", 0), self.state.get("MonitorStart"), 0.05)
+
+    def wait(self) -> int:
+        """Block until the container exits; its exit code (docker wait)."""
+        self.wait_exit()
+        return self.state["ExitCode"]
+
+    def remove(self, force: bool = False) -> None:
+        """docker rm: refused while running unless forced; releases everything the container holds."""
+        self.reload()
+        if self.status == "running":
+            if not force:
+                raise Conflict(f"cannot remove container {self.name}: container is running: "
+                               "stop the container before removing or force remove", 1)
+            self.kill("KILL")
+            self.wait_exit(10)
+        release(self)
+        with self.store.lock:
+            remove_tree(self.dir)
+
+    def logs(self, tail=None, timestamps=False, stdout=True, stderr=True) -> str:
+        """The container's output so far, both streams interleaved as they came."""
+        return "".join(text for _, text in self.log_lines(tail, timestamps, stdout, stderr))
+
+    def log_lines(self, tail=None, timestamps=False, stdout=True, stderr=True, offset=0):
+        """(stream, text) pairs from the log file, optionally only the last `tail` ones."""
+        path = self.dir / "log"
+        if not path.exists():
+            return []
+        with open(path, "rb") as f:
+            f.seek(offset)
+            lines = f.read().splitlines()
+        out = []
+        for raw in lines:
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if (entry["stream"] == "stdout" and stdout) or (entry["stream"] == "stderr" and stderr):
+                out.append((entry["stream"], (entry["time"] + " " if timestamps else "") + entry["log"]))
+        return out[-tail:] if tail is not None and tail >= 0 else out
+
+    def inspect(self) -> dict:
+        """The container as docker inspect shows it."""
+        state = {k: v for k, v in self.state.items() if k[0].isupper() and not k.startswith("Monitor")}
+        state["Running"] = self.status == "running"
+        return {**self.record, "State": state, "LogPath": str(self.dir / "log"),
+                "ResolvConfPath": str(self.dir / "resolv.conf"), "HostnamePath": str(self.dir / "hostname"),
+                "HostsPath": str(self.dir / "hosts"),
+                "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": str(self.dir / "upper"),
+                                                           "WorkDir": str(self.dir / "work"),
+                                                           "MergedDir": str(self.dir / "rootfs")}}}
+
+    def status_text(self) -> str:
+        """The STATUS column of docker ps: Up 3 seconds, Exited (0) 2 minutes ago, Created."""
+        s = self.state
+        if s["Status"] == "running":
+            started = units.parse_time(s.get("StartedAt")) or time.time()
+            return "Up " + units.human_duration(time.time() - started)
+        if s["Status"] == "exited":
+            return f"Exited ({s['ExitCode']}) {units.ago(s.get('FinishedAt'))}"
+        return s["Status"].capitalize()
+
+
+# -- finding and creating containers ---------------------------------------------
+
+def all_containers(store: Store) -> list:
+    out = []
+    for path in (store.root / "containers").iterdir():
+        if (path / "container.json").exists():
+            try:
+                out.append(Container(store, path.name))
+            except NotFound:
+                continue   # removed while we looked
+    return sorted(out, key=lambda c: c.record["Created"], reverse=True)
+
+
+def get(store: Store, name: str) -> Container:
+    """By full ID, by name, or by a unique ID prefix, as docker resolves them."""
+    if re.fullmatch(r"[0-9a-f]{64}", name) and (store.root / "containers" / name / "container.json").exists():
+        return Container(store, name)
+    everyone = all_containers(store)
+    for c in everyone:
+        if c.name == name.lstrip("/"):
+            return c
+    found = [c for c in everyone if name and c.id.startswith(name)]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise MinidockerError(f"multiple containers match {name!r}: use more of the ID")
+    raise NotFound(f"No such container: {name}")
+
+
+def create(store: Store, image: str, command=None, *, name=None, env=(), workdir=None, hostname=None,
+           user=None, entrypoint=None, tty=False, stdin_open=False, auto_remove=False, resources=None,
+           network="bridge", ports=(), mounts=(), labels=None) -> Container:
+    """docker create: a record, an empty writable layer, nothing running yet."""
+    img = images.get(store, image)
+    ic = img.config.get("config") or {}
+    if entrypoint is not None:
+        entry, cmd = ([entrypoint] if entrypoint else []), list(command or [])
+    else:
+        entry, cmd = list(ic.get("Entrypoint") or []), list(command or ic.get("Cmd") or [])
+    if not entry + cmd:
+        raise MinidockerError("no command specified", 125)
+    if name is not None and not _NAME.match(name):
+        raise MinidockerError(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", 125)
+    cid = secrets.token_hex(32)
+    config = {"Hostname": hostname or cid[:12], "User": user if user is not None else ic.get("User", ""),
+              "Env": merge_env(ic.get("Env") or [], env), "Cmd": cmd, "Entrypoint": entry or None,
+              "WorkingDir": workdir or ic.get("WorkingDir") or "/", "Image": image, "Tty": tty,
+              "OpenStdin": stdin_open, "Labels": {**(ic.get("Labels") or {}), **(labels or {})},
+              "ExposedPorts": ic.get("ExposedPorts") or {}, "StopSignal": ic.get("StopSignal")}
+    host = {"AutoRemove": auto_remove, "NetworkMode": network, "PortBindings": list(ports),
+            "Mounts": list(mounts), "Resources": resources or {}}
+    with store.lock:
+        taken = {c.name for c in all_containers(store)}
+        if name is None:
+            name = _random_name(taken)
+        elif name.lstrip("/") in taken:
+            raise Conflict(f'Conflict. The container name "/{name.lstrip("/")}" is already in use', 125)
+        cdir = store.root / "containers" / cid
+        cdir.mkdir(mode=0o700)
+        for sub in ("upper", "work", "rootfs"):
+            (cdir / sub).mkdir(mode=0o755)
+        write_json(cdir / "state.json", {"Status": "created", "Running": False, "Paused": False,
+                                         "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 0,
+                                         "ExitCode": 0, "Error": "", "StartedAt": "0001-01-01T00:00:00Z",
+                                         "FinishedAt": "0001-01-01T00:00:00Z"})
+        write_json(cdir / "container.json", {"Id": cid, "Name": "/" + name.lstrip("/"), "Created": units.now_iso(),
+                                             "Path": (entry + cmd)[0], "Args": (entry + cmd)[1:],
+                                             "Image": img.id, "ImageName": image, "Config": config,
+                                             "HostConfig": host, "Driver": "overlay"})
+    return Container(store, cid)
+
+
+def merge_env(base, extra) -> list:
+    """Image Env overridden by -e: KEY=VALUE sets, a bare KEY copies the host's value if it has one."""
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in base)
+    for item in extra:
+        if "=" in item:
+            key, value = item.split("=", 1)
+        elif item in os.environ:
+            key, value = item, os.environ[item]
+        else:
+            continue
+        if not key:
+            raise MinidockerError(f"invalid environment variable: {item}", 125)
+        env[key] = value
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def read_env_file(path) -> list:
+    """--env-file: KEY=VALUE lines; # comments and blank lines skipped."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise MinidockerError(f"open {path}: {e.strerror}", 125) from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _random_name(taken) -> str:
+    while True:
+        name = f"{random.choice(_ADJECTIVES)}_{random.choice(_PIONEERS)}"
+        if name not in taken:
+            return name
+
+
+# -- the truth about running containers -------------------------------------------------
+
+def _alive(pid, start) -> bool:
+    from .runtime.statedir import start_time
+    return bool(pid) and start is not None and start_time(pid) == start
+
+
+def _wait_pid(pid, start, timeout) -> None:
+    """Sleep until process `pid` exits or `timeout` passes (a pidfd, so no busy loop)."""
+    if not _alive(pid, start):
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        import select
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def reconcile(c: Container) -> dict:
+    """The recorded state, corrected when the monitor died without recording the exit."""
+    s = c.state
+    if s["Status"] != "running" or _alive(s.get("MonitorPid"), s.get("MonitorStart")):
+        return s
+    if _alive(s.get("Pid"), s.get("InitStart")):
+        return s   # the monitor is gone but the container still runs: it is running
+    with c.lock:
+        s = read_json(c.dir / "state.json")
+        if s["Status"] == "running" and not _alive(s.get("MonitorPid"), s.get("MonitorStart")):
+            release(c)
+            s.update(Status="exited", Running=False, Pid=0, ExitCode=255, FinishedAt=units.now_iso(),
+                     Error="the container's monitor died; its exit status is unknown")
+            write_json(c.dir / "state.json", s)
+    return s
+
+
+def release(c: Container) -> None:
+    """Give back what a stopped container holds: runtime state, cgroup, network, the overlay mount."""
+    from . import overlay, runtime
+    try:
+        runtime.delete(c.id, force=True, root=runtime_root(c.store))
+    except NotFound:
+        pass
+    try:
+        from . import network
+        network.release(c.id)
+    except ImportError:
+        pass
+    if overlay.is_mounted(c.dir / "rootfs"):
+        overlay.unmount(c.dir / "rootfs")

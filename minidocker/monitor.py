@@ -1,0 +1,283 @@
+"""The monitor: one small process per running container, like containerd-shim.
+
+Whoever starts a container (the command line, or a notebook's kernel, which is
+multi-threaded and must never unshare or fork) launches `python -m
+minidocker.monitor`. That process forks once more and the first one exits at
+once, so the monitor is nobody's zombie and outlives `run -d`. The monitor
+
+  1. mounts the overlay and writes the OCI bundle,
+  2. asks the runtime to create the container's init and then start it,
+     being a *subreaper* so that the init becomes its child,
+  3. copies the container's output into the log (and to an attached terminal),
+  4. when the init exits, records the exit code, OOM kill and finish time in
+     state.json, releases the cgroup, network and mount, and exits.
+
+It reports to its starter through a pipe, one JSON line per event:
+{"event": "started"}, {"event": "error", ...}, {"event": "exited", "exit_code": N}.
+"""
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+
+from . import units
+from .errors import MinidockerError
+from .files import read_json, write_json
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def spawn(container, attach=False) -> "Channel":
+    """Start a monitor for `container`; returns once the container runs (or raises why not)."""
+    r, w = os.pipe()
+    env = dict(os.environ, MINIDOCKER_MONITOR_FD=str(w))
+    null = subprocess.DEVNULL
+    stdio = {} if attach else {"stdin": null, "stdout": null, "stderr": null}
+    args = [sys.executable, "-m", "minidocker.monitor", str(container.store.root), container.id]
+    if attach:
+        args.append("--attach")
+    subprocess.run(args, pass_fds=(w,), env=env, check=False, **stdio)
+    os.close(w)
+    channel = Channel(r)
+    event = channel.next()
+    if event is None:
+        channel.close()
+        raise MinidockerError(f"the monitor of {container.short_id} died while starting it", 125)
+    if event["event"] == "error":
+        channel.close()
+        raise MinidockerError(event["message"], event["exit_code"])
+    return channel
+
+
+class Channel:
+    """The starter's end of the monitor's pipe: JSON events, one per line."""
+
+    def __init__(self, fd):
+        self.file = os.fdopen(fd, "rb")
+
+    def next(self):
+        line = self.file.readline()
+        return json.loads(line) if line else None
+
+    def wait_exit(self):
+        """The container's exit code, or None if the monitor vanished without saying."""
+        while (event := self.next()) is not None:
+            if event["event"] == "exited":
+                return event["exit_code"]
+        return None
+
+    def close(self):
+        self.file.close()
+
+
+# -- inside the monitor process ------------------------------------------------------
+
+def main(root, cid, attach):
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    from .runtime import linux
+    linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    channel = int(os.environ.pop("MINIDOCKER_MONITOR_FD"))
+    os.set_inheritable(channel, False)
+    from .containers import Container
+    from .store import Store
+    c = Container(Store(root), cid)
+
+    def tell(**event):
+        try:
+            os.write(channel, (json.dumps(event) + "\n").encode())
+        except OSError:
+            pass   # the starter went away (a detached run): keep monitoring
+
+    with c.lock:
+        try:
+            init_pid, outputs, console = _start(c, attach)
+        except MinidockerError as e:
+            _failed(c, str(e), e.exit_code)
+            tell(event="error", message=str(e), exit_code=e.exit_code)
+            return
+        except Exception as e:  # a bug: still never leave a half-started container
+            _failed(c, f"{type(e).__name__}: {e}", 125)
+            tell(event="error", message=f"starting failed: {type(e).__name__}: {e}", exit_code=125)
+            return
+    tell(event="started")
+    status = _pump(c, init_pid, outputs, console, attach)
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+    with c.lock:
+        oom = _oom_killed(c)
+        _release(c)
+        state = read_json(c.dir / "state.json")
+        state.update(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom,
+                     FinishedAt=units.now_iso())
+        write_json(c.dir / "state.json", state)
+    if c.record["HostConfig"].get("AutoRemove"):
+        try:
+            c.remove(force=True)
+        except MinidockerError:
+            pass
+    tell(event="exited", exit_code=code)
+
+
+def _start(c, attach):
+    """Mount, write the bundle, create and start the init; returns (pid, output fds, console fd)."""
+    from . import bundle, overlay, runtime
+    from .containers import runtime_root
+    from .images import get
+    from .runtime.statedir import start_time
+    rootfs = c.dir / "rootfs"
+    if not overlay.is_mounted(rootfs):
+        overlay.mount(get(c.store, c.record["Image"]).lower_dirs(), c.dir / "upper", c.dir / "work", rootfs)
+    cfg = c.record["Config"]
+    (c.dir / "hostname").write_text(cfg["Hostname"] + "\n")
+    spec = bundle.spec(str(rootfs), (cfg.get("Entrypoint") or []) + cfg["Cmd"], env=cfg["Env"],
+                       cwd=cfg["WorkingDir"], user=cfg["User"], hostname=cfg["Hostname"], terminal=cfg["Tty"],
+                       cgroups_path=f"/minidocker/{c.id}", resources=c.record["HostConfig"].get("Resources"))
+    bundle.write(c.dir, spec)
+    console = None
+    if cfg["Tty"]:
+        pid, console = _create_with_terminal(c, runtime, runtime_root(c.store))
+        outputs = [(console, "stdout")]
+    else:
+        stdin = os.dup(0) if (attach and cfg["OpenStdin"]) else os.open(os.devnull, os.O_RDONLY)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = runtime.create(c.id, str(c.dir), root=runtime_root(c.store), stdio=(stdin, out_w, err_w))
+        finally:
+            for fd in (stdin, out_w, err_w):
+                os.close(fd)
+        outputs = [(out_r, "stdout"), (err_r, "stderr")]
+    state = read_json(c.dir / "state.json")
+    state.update(Status="running", Running=True, Pid=pid, InitStart=start_time(pid), ExitCode=0, Error="",
+                 OOMKilled=False, MonitorPid=os.getpid(), MonitorStart=start_time(os.getpid()),
+                 StartedAt=units.now_iso(), FinishedAt="0001-01-01T00:00:00Z")
+    write_json(c.dir / "state.json", state)
+    runtime.start(c.id, root=runtime_root(c.store))
+    return pid, outputs, console
+
+
+def _create_with_terminal(c, runtime, root):
+    """runc's console-socket protocol: the runtime sends us the pty master over a unix socket."""
+    import socket
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="md-console-")
+    path = os.path.join(tmp, "sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(path)
+        server.listen(1)
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = runtime.create(c.id, str(c.dir), root=root, console_socket=path, stdio=(null, null, null))
+        finally:
+            os.close(null)
+        server.settimeout(10)
+        conn, _ = server.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        return pid, fds[0]
+    finally:
+        server.close()
+        os.unlink(path) if os.path.exists(path) else None
+        os.rmdir(tmp)
+
+
+def _pump(c, init_pid, outputs, console, attach):
+    """Copy output to the log (and the attached terminal) until the init exits; its wait status."""
+    log = open(c.dir / "log", "ab")
+    sinks = {"stdout": 1, "stderr": 2} if attach else {}
+    open_fds = dict(outputs)
+    forward_stdin = attach and console is not None and c.record["Config"]["OpenStdin"]
+    if console is not None and attach:
+        _copy_winsize(0, console)
+        signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(0, console))
+    pidfd = os.pidfd_open(init_pid)
+    status = None
+    while open_fds or status is None:
+        watch = list(open_fds) + ([pidfd] if status is None else []) + ([0] if forward_stdin else [])
+        try:
+            ready, _, _ = select.select(watch, [], [], 0.5 if status is not None else None)
+        except InterruptedError:
+            continue
+        if not ready and status is not None:
+            break   # exited, and nothing more came: a grandchild holds the pipe open
+        for fd in ready:
+            if fd == pidfd:
+                status = os.waitpid(init_pid, 0)[1]
+                continue
+            if fd == 0:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(console, data)
+                else:
+                    forward_stdin = False
+                continue
+            try:
+                data = os.read(fd, 65536)
+            except OSError:   # EIO from a pty whose other side is gone
+                data = b""
+            if not data:
+                os.close(fd)
+                del open_fds[fd]
+                continue
+            stream = open_fds[fd]
+            _log(log, stream, data)
+            if stream in sinks:
+                try:
+                    os.write(sinks[stream], data)
+                except OSError:
+                    sinks.clear()   # the attached client is gone; the log still gets everything
+    os.close(pidfd)
+    log.close()
+    return status
+
+
+def _log(log, stream, data: bytes) -> None:
+    now = units.now_iso()
+    text = data.decode("utf-8", "surrogateescape")
+    for line in text.splitlines(keepends=True):
+        log.write((json.dumps({"log": line, "stream": stream, "time": now}) + "\n").encode())
+    log.flush()
+
+
+def _copy_winsize(src, dst):
+    import fcntl
+    import termios
+    try:
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        pass
+
+
+def _oom_killed(c) -> bool:
+    from .runtime import cgroups
+    try:
+        return cgroups.open(f"/minidocker/{c.id}").oom_killed()
+    except MinidockerError:
+        return False
+
+
+def _release(c):
+    from .containers import release
+    release(c)
+
+
+def _failed(c, message, code):
+    """A start that failed leaves the container as it was, with the reason recorded."""
+    try:
+        _release(c)
+    except MinidockerError:
+        pass
+    state = read_json(c.dir / "state.json")
+    state.update(ExitCode=code, Error=message, Running=False, Pid=0)
+    if state["Status"] == "running":
+        state["Status"] = "exited"
+    write_json(c.dir / "state.json", state)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], "--attach" in sys.argv[3:])

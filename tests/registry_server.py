@@ -186,3 +186,43 @@ def skopeo(*args, check=True):
     if not policy.exists():
         policy.write_text('{"default":[{"type":"insecureAcceptAnything"}]}')
     return subprocess.run(["skopeo", "--policy", str(policy), *args], capture_output=True, text=True, check=check)
+
+
+def build_image(store, tag: str):
+    """A small runnable image of our own: busybox + applet links, then a layer with a whiteout.
+
+    layer 1: bin/busybox, bin/{sh,cat,ls,echo,id}, etc/motd, etc/issue, tmp (1777)
+    layer 2: a new etc/motd, etc/.wh.issue (deletes issue), usr/bin/su-like (4755)
+    """
+    import io
+    import tarfile
+
+    from minidocker import images
+    from minidocker.bootstrap import find_busybox
+
+    def layer(entries):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, kind, mode, data in entries:
+                info = tarfile.TarInfo(name)
+                info.type, info.mode, info.mtime = kind, mode, 1700000000
+                if kind == tarfile.SYMTYPE:
+                    info.linkname = data
+                elif kind == tarfile.REGTYPE:
+                    info.size = len(data)
+                tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+        buf.seek(0)
+        return images.add_layer(store, buf)
+
+    d, f, s = tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.SYMTYPE
+    first = [("bin", d, 0o755, None), ("bin/busybox", f, 0o755, find_busybox().read_bytes())]
+    first += [(f"bin/{a}", s, 0o777, "busybox") for a in ("sh", "cat", "ls", "echo", "id")]
+    first += [("etc", d, 0o755, None), ("etc/motd", f, 0o644, b"layer 1\n"), ("etc/issue", f, 0o644, b"gone\n"),
+              ("tmp", d, 0o1777, None)]
+    second = [("etc", d, 0o755, None), ("etc/.wh.issue", f, 0o644, b""), ("etc/motd", f, 0o644, b"layer 2\n"),
+              ("usr", d, 0o755, None), ("usr/bin", d, 0o755, None), ("usr/bin/setuid", f, 0o4755, b"#!/bin/sh\n")]
+    (l1, id1), (l2, id2) = layer(first), layer(second)
+    config = images.new_config(diff_ids=[id1], created_by="test layer 1", created="2023-11-14T22:13:20Z")
+    config = images.new_config(config, diff_ids=[id2], created_by="test layer 2", created="2023-11-14T22:13:20Z")
+    config["config"] = {"Env": ["PATH=/bin"], "Cmd": ["sh"]}
+    return images.add(store, config, [l1, l2], tag)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from minidocker import auth, images, oci, pull, push
-from minidocker.bootstrap import bootstrap
+
 from minidocker.errors import MinidockerError, NotFound
 from minidocker.layers import open_layer, unpack
 from minidocker.registry import ACCEPT, Client, base_url
 from minidocker.store import Store
-from registry_server import PASSWORD, USER, htpasswd_registry, registry, skopeo, token_registry  # noqa: F401
+from registry_server import PASSWORD, USER, build_image, htpasswd_registry, registry, skopeo, token_registry  # noqa: F401
 
 
 def blob_names(store):
@@ -22,9 +22,9 @@ def blob_names(store):
 
 @pytest.fixture(scope="module")
 def busybox(tmp_path_factory):
-    """Our bootstrap image (two layers, a whiteout) in a store of its own."""
+    """A small busybox image of our own (two layers, a whiteout, a setuid file) in a store of its own."""
     store = Store(tmp_path_factory.mktemp("source") / "store")
-    return bootstrap(store, "busybox:latest")
+    return build_image(store, "busybox:latest")
 
 
 def pushed(busybox, reg, repo="minidocker/test:v1", **kw):
@@ -85,7 +85,7 @@ def test_blobs_the_registry_has_are_skipped_and_other_repositories_mounted(busyb
 @pytest.mark.slow
 def test_pull_of_a_skopeo_pushed_image_keeps_every_digest_and_equals_umoci_unpack(busybox, registry, store, tmp_path):
     name = f"{registry.host}/minidocker/skopeo:v1"
-    skopeo("copy", "--dest-tls-verify=false", f"oci:{busybox.store.root}:docker.io/library/busybox:latest",
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{busybox.store.layout}:docker.io/library/busybox:latest",
            f"docker://{name}")
     raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{name}").stdout.encode()
     image = pull.pull(store, name, progress=False)
@@ -136,7 +136,7 @@ def test_pull_of_a_multi_arch_index_picks_linux_amd64_and_works_by_index_digest(
 def make_multi_arch_layout(image, path: Path) -> Path:
     """An OCI layout holding an index: amd64 (our image), arm64/v8 (same layers), and an attestation."""
     import shutil
-    shutil.copytree(image.store.root / "blobs", path / "blobs")
+    shutil.copytree(image.store.layout / "blobs", path / "blobs")
     (path / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
 
     def put(data: bytes, media: str, **extra) -> dict:
@@ -162,21 +162,21 @@ def make_multi_arch_layout(image, path: Path) -> Path:
 
 @pytest.mark.slow
 def test_zstd_layers_are_verified_against_diff_ids_and_unpacked(busybox, registry, store, tmp_path):
-    skopeo("copy", "--dest-compress-format", "zstd", f"oci:{busybox.store.root}:docker.io/library/busybox:latest",
+    skopeo("copy", "--dest-compress-format", "zstd", f"oci:{busybox.store.layout}:docker.io/library/busybox:latest",
            f"oci:{tmp_path}/zstd:v1")
     name = f"{registry.host}/minidocker/zstd:v1"
     skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp_path}/zstd:v1", f"docker://{name}")
     image = pull.pull(store, name, progress=False)
     assert {l["mediaType"] for l in image.layers} == {oci.LAYER_ZSTD}
     assert image.diff_ids == busybox.diff_ids
-    assert (store.layer_dir(image.chain_ids[-1]) / "diff/bin/busybox").exists()
+    assert (store.layer_dir(image.chain_ids[0]) / "diff/bin/busybox").exists()
 
 
 @pytest.mark.slow
 def test_docker_media_types_pull_with_the_image_id_unchanged(busybox, registry, store):
     name = f"{registry.host}/minidocker/docker-types:v1"
     skopeo("copy", "--format", "v2s2", "--dest-tls-verify=false",
-           f"oci:{busybox.store.root}:docker.io/library/busybox:latest", f"docker://{name}")
+           f"oci:{busybox.store.layout}:docker.io/library/busybox:latest", f"docker://{name}")
     image = pull.pull(store, name, progress=False)
     assert image.manifest["mediaType"] == oci.DOCKER_MANIFEST
     assert image.diff_ids == busybox.diff_ids

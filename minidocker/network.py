@@ -77,8 +77,17 @@ def _load(root, name, exit_code=1) -> dict:
     if path.exists() and NAME.fullmatch(name):
         return read_json(path)
     if name == DEFAULT:  # created on first use, as dockerd creates docker0 at start
-        return _new(root, DEFAULT, None, None, DEFAULT_BRIDGE)
+        return _new(root, DEFAULT, None, None, _default_bridge())
     raise NotFound(f"network {name} not found", exit_code)
+
+
+def _default_bridge() -> str:
+    """minidocker0, or $MINIDOCKER_BRIDGE (like dockerd --bridge), e.g. one per test run."""
+    name = os.environ.get("MINIDOCKER_BRIDGE") or DEFAULT_BRIDGE
+    if not re.fullmatch(r"minidocker[a-z0-9]{1,5}", name):
+        raise MinidockerError(f"MINIDOCKER_BRIDGE={name}: the name must be minidocker + 1 to 5 "
+                              "letters or digits (interface names have 15 characters at most)")
+    return name
 
 
 def _new(root, name, subnet, gateway, bridge) -> dict:
@@ -136,12 +145,17 @@ def create_network(name: str, subnet=None, gateway=None, *, root=None) -> dict:
     with _lock(root):
         if (_dir(root) / f"{name}.json").exists() or name in (DEFAULT, "host", "none"):
             raise Conflict(f"network with name {name} already exists")
+        _load(root, DEFAULT)  # the default network takes the first free subnet
         used = {n["bridge"] for n in _all(root)}
         with IPRoute() as ipr:
             bridge = next(f"minidocker{i}" for i in range(1, 10000)
                           if f"minidocker{i}" not in used and not ipr.link_lookup(ifname=f"minidocker{i}"))
         net = _new(root, name, subnet, gateway, bridge)
-        _ensure_bridge(root, net)
+        try:
+            _ensure_bridge(root, net)
+        except BaseException:
+            _drop_network(root, net)
+            raise
     return inspect_network(name, root=root)
 
 
@@ -219,6 +233,23 @@ def list_networks(*, root=None) -> list:
         names = [n["name"] for n in _all(root)]
     names.sort(key=lambda n: (n != DEFAULT, n))
     return [inspect_network(n, root=root) for n in names]
+
+
+def to_dot(*, root=None) -> str:
+    """Graphviz DOT text of the networks: host, bridges, veth pairs, containers."""
+    lines = ['digraph network {', '  rankdir="LR"; node [shape=box, fontname="Helvetica"]; edge [fontname="Helvetica"];',
+             '  host [label="host netns\\nrouting + NAT", shape=ellipse];']
+    with _lock(root):
+        nets = _all(root)
+    for net in nets:
+        lines.append(f'  "{net["bridge"]}" [label="{net["bridge"]}\\n{net["gateway"]}/'
+                     f'{net["subnet"].split("/")[1]}\\nnetwork {net["name"]}"];')
+        lines.append(f'  "{net["bridge"]}" -> host [dir=both];')
+        for cid, ep in sorted(net["endpoints"].items()):
+            lines.append(f'  "{cid}" [label="container {cid[:12]}", style=rounded];')
+            lines.append(f'  "{cid}" -> "{net["bridge"]}" [dir=both, '
+                         f'label="{ep["ifname"]} {ep["ip"]}\\nveth {ep["veth"]}"];')
+    return "\n".join(lines + ["}"]) + "\n"
 
 
 ENDPOINT_API = ("connect", "disconnect", "release", "settings", "reconcile", "remove_all")

@@ -70,6 +70,8 @@ def lab(tmp_path, monkeypatch):
     """A temporary store root and a factory of boxes; checks that nothing leaks."""
     root = tmp_path / "root"
     monkeypatch.setenv("MINIDOCKER_ROOT", str(root))
+    # a default bridge of our own, so that a concurrent test run elsewhere is no clash
+    monkeypatch.setenv("MINIDOCKER_BRIDGE", f"minidockert{os.getpid() % 65536:04x}")
     forward = open("/proc/sys/net/ipv4/ip_forward").read()
     boxes = []
 
@@ -286,6 +288,29 @@ def test_user_mistakes_are_clear_errors(lab):
     network.release(A)
     network.remove_network("one")
     assert [n["Name"] for n in network.list_networks()] == ["bridge"]
+
+
+def test_addresses_are_handed_out_in_turn_so_a_restart_gets_a_new_one():
+    net = {"name": "tiny", "subnet": "10.1.0.0/29", "gateway": "10.1.0.1", "last": "10.1.0.1",
+           "endpoints": {}}
+    handed = [endpoints._allocate(net) for _ in range(3)]
+    assert handed == ["10.1.0.2", "10.1.0.3", "10.1.0.4"]
+    net["endpoints"] = {"x": {"ip": "10.1.0.5"}, "y": {"ip": "10.1.0.6"}}
+    assert endpoints._allocate(net) == "10.1.0.2"  # wraps past the gateway to a free one
+    net["endpoints"].update(z={"ip": "10.1.0.2"}, w={"ip": "10.1.0.3"}, v={"ip": "10.1.0.4"})
+    with pytest.raises(MinidockerError, match="no free address"):
+        endpoints._allocate(net)
+
+
+def test_the_networks_can_be_drawn(lab):
+    box = lab()
+    network.create_network("web", subnet="10.124.0.0/24")
+    network.connect(A, box.path, "web", name="shop")
+    bridge = network.inspect_network("web")["Options"]["com.docker.network.bridge.name"]
+    dot = network.to_dot()
+    assert dot.startswith("digraph network {") and dot.endswith("}\n")
+    assert f'"{bridge}" -> host' in dot and "eth0 10.124.0.2\\nveth mdv" in dot
+    assert f'"{A}" -> "{bridge}"' in dot
 
 
 def test_release_gives_back_everything_and_can_be_repeated(lab):

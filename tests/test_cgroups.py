@@ -260,3 +260,19 @@ def test_what_limits_resources_builds_is_what_the_cgroup_gets(path):
                           "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",
                           "c 136:* rwm", "c 10:200 rwm"}
     cg.remove()
+
+
+def test_freeze_stops_the_clock_and_thaw_restarts_it(path):
+    cg = cgroups.create(path)
+    child = Child(cg, "print('spin', flush=True)\nwhile True: pass")
+    assert child.line() == "spin"
+    cg.freeze()
+    before = cg.stats()["cpu_usage_ns"]
+    time.sleep(0.5)
+    assert cg.stats()["cpu_usage_ns"] - before < 20_000_000  # frozen: (almost) no CPU time
+    cg.thaw()
+    before = cg.stats()["cpu_usage_ns"]
+    time.sleep(0.5)
+    assert cg.stats()["cpu_usage_ns"] - before > 100_000_000
+    cg.remove()
+    assert child.wait() == -signal.SIGKILL

@@ -174,6 +174,14 @@ class Cgroup:
         finally:
             self._freeze(False)
 
+    def freeze(self) -> None:
+        """Stop every process where it stands (docker pause)."""
+        self._freeze(True)
+
+    def thaw(self) -> None:
+        """Let frozen processes run again (docker unpause)."""
+        self._freeze(False)
+
     def remove(self, timeout: float = 10.0) -> None:
         """Kill what is left, then rmdir in every hierarchy (retrying EBUSY). Idempotent."""
         live = [d for d in self.dirs if os.path.isdir(d)]

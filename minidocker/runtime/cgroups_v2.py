@@ -17,7 +17,7 @@
 import os
 import signal
 
-from .cgroups import Cgroup, keyed, mounts, number, read, write
+from .cgroups import Cgroup, MinidockerError, keyed, mounts, number, read, write
 
 CONTROLLERS = ("cpuset", "cpu", "memory", "pids")
 
@@ -36,7 +36,15 @@ class CgroupV2(Cgroup):
             enabled = read(os.path.join(level, "cgroup.subtree_control")).split()
             for c in CONTROLLERS:
                 if c in available and c not in enabled:
-                    write(os.path.join(level, "cgroup.subtree_control"), "+" + c)
+                    try:
+                        write(os.path.join(level, "cgroup.subtree_control"), "+" + c)
+                    except MinidockerError as e:
+                        if os.path.samefile(level, self.root) or "busy" not in str(e):
+                            raise
+                        raise MinidockerError(
+                            f"cgroup {level} holds processes, so it cannot hand the {c} controller "
+                            f"to a child (cgroup v2: no internal processes); choose a cgroup path "
+                            f"under an empty parent", 125) from None
             level = os.path.join(level, part)
             os.makedirs(level, exist_ok=True)
 

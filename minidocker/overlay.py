@@ -11,21 +11,24 @@ lower layers instead of plain files), which we ask for wherever the kernel
 knows the options.
 
 mount(2) takes at most one page of options. Many layers with long absolute
-paths overflow it, so then a helper process changes into the layers' common
-directory and passes short relative paths, as dockerd does.
+paths overflow it; then a helper process mounts from a directory of
+one-character symlinks to the layers, passing those relative names (dockerd
+keeps similar short links under overlay2/l/).
 """
 import ctypes
 import errno
 import os
 import subprocess
 import sys
+import tempfile
 
 from .errors import MinidockerError
-from .files import mounts_under
+from .files import mounts_under, remove_tree
 
 PAGE = 4096
 FAITHFUL_UPPER = ("redirect_dir", "index", "metacopy")   # off: the upper dir is a plain changeset
 MNT_DETACH = 2
+MAX_LAYERS = 500          # overlayfs's OVL_MAX_STACK
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -51,13 +54,18 @@ def mount(lowers: list, upper, work, target) -> None:
     if len(data) < PAGE:
         _mount(data, target)
         return
-    common = os.path.commonpath(lowers)
-    data = options([os.path.relpath(p, common) for p in lowers], upper, work)
-    if len(data) >= PAGE:
-        raise MinidockerError(f"too many layers ({len(lowers)}) for one overlay mount: "
-                              f"their paths exceed the kernel's {PAGE}-byte limit")
-    helper = subprocess.run([sys.executable, "-m", "minidocker.overlay", data, target], cwd=common,
-                            capture_output=True, text=True)
+    if len(lowers) > MAX_LAYERS:
+        raise MinidockerError(f"too many layers ({len(lowers)}): overlayfs stacks at most {MAX_LAYERS}")
+    # one-character names: symlinks to the layers in a directory of our own, which the helper enters
+    farm = tempfile.mkdtemp(prefix="minidocker-lowers-")
+    try:
+        names = [f"{i:x}" for i in range(len(lowers))]
+        for name, path in zip(names, lowers):
+            os.symlink(path, os.path.join(farm, name))
+        helper = subprocess.run([sys.executable, "-m", "minidocker.overlay", options(names, upper, work), target],
+                                cwd=farm, capture_output=True, text=True)
+    finally:
+        remove_tree(farm)   # the kernel holds the layers themselves now, not the links
     if helper.returncode:
         raise MinidockerError(helper.stderr.strip().splitlines()[-1] if helper.stderr.strip()
                               else f"cannot mount overlay at {target}")

@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 def run(id, bundle, root=None, pid_file=None, console_socket=None) -> int:
     """create + start + wait for the init; delete afterwards; return its exit status."""
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # the init becomes our child: we can wait
-    pid = lifecycle.create(id, bundle, root=root, pid_file=pid_file, console_socket=console_socket)
+    pid = lifecycle.create(id, bundle, root=root, pid_file=pid_file, console_socket=console_socket,
+                           fork=True)
     forward = lambda signum, _frame: lifecycle.kill(id, signum, root=root)  # noqa: E731
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, forward)
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     try:
         if args.verb == "create":
             lifecycle.create(args.id, args.bundle, root=root, pid_file=args.pid_file,
-                             console_socket=args.console_socket)
+                             console_socket=args.console_socket, fork=True)
         elif args.verb == "run":
             return run(args.id, args.bundle, root, args.pid_file, args.console_socket)
         elif args.verb == "start":

@@ -41,8 +41,14 @@ def cgroups_path(spec: dict, id: str):
     return (spec.get("linux") or {}).get("cgroupsPath") or f"/minidocker-runtime/{id}"
 
 
-def create(id, bundle, *, root=None, stdio=(0, 1, 2), console_socket=None, pid_file=None) -> int:
-    """Set up container `id` from `bundle`; its init waits for start(). Returns the init's PID."""
+def create(id, bundle, *, root=None, stdio=(0, 1, 2), console_socket=None, pid_file=None,
+           fork=False) -> int:
+    """Set up container `id` from `bundle`; its init waits for start(). Returns the init's PID.
+
+    The namespaces are made in a fresh Python process, so a multi-threaded
+    caller (a Jupyter kernel) is safe. fork=True forks the caller instead:
+    faster, for single-threaded callers only (the runtime's own command line).
+    """
     bundle = os.path.abspath(bundle)
     spec = load_spec(bundle)
     path = st.container_dir(id, root, must_exist=False)
@@ -53,13 +59,13 @@ def create(id, bundle, *, root=None, stdio=(0, 1, 2), console_socket=None, pid_f
     record = {"id": id, "pid": 0, "bundle": bundle, "cgroups_path": cgroups_path(spec, id),
               "annotations": spec.get("annotations") or {}, "rootfs": spec["root"]["path"]}
     try:
-        return _create(spec, path, record, stdio, console_socket, pid_file)
+        return _create(spec, path, record, stdio, console_socket, pid_file, fork)
     except BaseException:
         _destroy(record, path)
         raise
 
 
-def _create(spec, path, record, stdio, console_socket, pid_file) -> int:
+def _create(spec, path, record, stdio, console_socket, pid_file, fork) -> int:
     from . import cgroups
     write_json(path / "config.json", spec)
     os.mkfifo(path / "exec.fifo", 0o600)
@@ -70,12 +76,9 @@ def _create(spec, path, record, stdio, console_socket, pid_file) -> int:
         console.connect(str(console_socket))
     r, w = os.pipe()
     try:
-        fds = [w] + ([console.fileno()] if console else [])
-        args = [sys.executable, "-c", "from minidocker.runtime.init import main; main()", str(path / "config.json"),
-                record["cgroups_path"], str(w), str(console.fileno()) if console else "-",
-                str(path / "exec.fifo")]
-        stage = subprocess.Popen(args, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
-                                 pass_fds=fds, close_fds=True)
+        args = [str(path / "config.json"), record["cgroups_path"], str(w),
+                str(console.fileno()) if console else "-", str(path / "exec.fifo")]
+        stage = (_fork_stage if fork else _spawn_stage)(args, stdio, [w] + ([console.fileno()] if console else []))
         os.close(w)
         w = None
         if console:
@@ -96,6 +99,34 @@ def _create(spec, path, record, stdio, console_socket, pid_file) -> int:
     if pid_file:
         Path(pid_file).write_text(str(record["pid"]))
     return record["pid"]
+
+
+def _spawn_stage(args, stdio, fds):
+    # -S: no site.py, no editable-install finder; we point sys.path at the package.
+    top = str(Path(__file__).resolve().parents[2])
+    code = f"import sys; sys.path.insert(0, {top!r}); from minidocker.runtime.init import main; main()"
+    return subprocess.Popen([sys.executable, "-S", "-c", code, *args], stdin=stdio[0],
+                            stdout=stdio[1], stderr=stdio[2], pass_fds=fds, close_fds=True)
+
+
+class _Forked:
+    def __init__(self, pid):
+        self.pid = pid
+
+    def wait(self):
+        return os.waitpid(self.pid, 0)[1]
+
+
+def _fork_stage(args, stdio, fds):
+    pid = os.fork()
+    if pid == 0:
+        for i, fd in enumerate(stdio):
+            if fd is not None and fd != i:
+                os.dup2(fd, i)
+        from . import init
+        init.main(args)  # never returns
+        os._exit(1)
+    return _Forked(pid)
 
 
 def _read_sync(fd: int, record: dict) -> dict:

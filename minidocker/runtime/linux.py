@@ -5,14 +5,23 @@ mount, pivot_root, capset or openat2, so we call libc (or the raw syscall)
 ourselves. Each wrapper raises OSError with the real errno, like os.* does.
 """
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import platform
 import socket
 import struct
 
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not glibc: ask the slow way (find_library may run ldconfig)
+        from ctypes.util import find_library
+        return ctypes.CDLL(find_library("c"), use_errno=True)
+
+
+libc = _libc()
 
 # clone/unshare/setns flags (linux/sched.h)
 CLONE_NEWNS = 0x00020000

@@ -18,7 +18,7 @@ def read_in_root(rootfs: str, path: str) -> str:
     """Text of a regular file inside `rootfs`, or "" if it does not exist."""
     root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = linux.openat2(root, path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+        fd = linux.openat2(root, path, os.O_RDONLY | os.O_NONBLOCK,
                            linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS)
     except FileNotFoundError:
         return ""

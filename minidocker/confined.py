@@ -280,8 +280,11 @@ class Confined:
             os.utime(self.fd, ns=times)
             return
         pfd = self.dir(parts[:-1], create=False)
-        if pfd is not None and stat.S_ISDIR(os.lstat(parts[-1], dir_fd=pfd).st_mode):
-            os.utime(parts[-1], ns=times, dir_fd=pfd, follow_symlinks=False)
+        try:
+            if pfd is not None and stat.S_ISDIR(os.lstat(parts[-1], dir_fd=pfd).st_mode):
+                os.utime(parts[-1], ns=times, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass   # replaced later in the layer by something that is not a directory
 
 
 def _remove_tree(pfd, name):

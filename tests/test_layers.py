@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from minidocker import layers
+from minidocker import layers, tarstream
 from minidocker.errors import MinidockerError
 from tarcorpus import (dev, dir_, fifo, gnu_tar_bytes, gz, hard, opaque, reg, sym, tar_bytes, tree,
                        whiteout, zst)
@@ -70,11 +70,11 @@ def test_only_user_and_capability_xattrs_are_kept():
 
 
 def test_pax_records_and_times():
-    assert layers._parse_pax(b"14 path=a/b/c\n11 uid=123\n") == {"path": "a/b/c", "uid": "123"}
-    assert layers._ns("1700000000.5") == 1700000000_500000000
-    assert layers._ns("12") == 12_000_000_000
+    assert tarstream._parse_pax(b"14 path=a/b/c\n11 uid=123\n") == {"path": "a/b/c", "uid": "123"}
+    assert tarstream._ns("1700000000.5") == 1700000000_500000000
+    assert tarstream._ns("12") == 12_000_000_000
     with pytest.raises(MinidockerError, match="PAX"):
-        layers._parse_pax(b"99 path=x\n")
+        tarstream._parse_pax(b"99 path=x\n")
 
 
 @pytest.mark.parametrize("pack", [lambda t: t, gz, zst, lambda t: zst(t, with_size=True),

@@ -45,7 +45,7 @@ def save(store, names, out) -> None:
             entry[1].extend(reference.parse(t) for t in image.tags)   # by ID: all its tags
     try:
         tar = tarfile.open(out, "w", format=tarfile.PAX_FORMAT) if isinstance(out, str) \
-            else tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)
+            else tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)   # a pipe cannot seek
     except OSError as e:
         raise MinidockerError(f"cannot write {out}: {e.strerror}") from None
     with tar:

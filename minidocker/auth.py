@@ -135,7 +135,7 @@ class Authenticator:
         realm = params.get("realm")
         if not realm:
             raise MinidockerError(f"{self.registry}: Bearer challenge without a realm")
-        query = {"scope": scope}
+        query = {"scope": scope} if scope else {}   # no scope: just check who we are (login)
         if params.get("service"):
             query["service"] = params["service"]
         auth = self.credentials if self.credentials else None

@@ -94,7 +94,7 @@ class Client:
                 stream=False, what=None):
         """Send one API request; returns the response whose status is in `ok`, else raises."""
         import requests
-        scope = scope or self.scope(push)
+        scope = self.scope(push) if scope is None else scope
         url = path if path.startswith(("http://", "https://")) else self.url + path
         sent_auth, attempt, hops = False, 0, 0
         while True:
@@ -142,6 +142,8 @@ class Client:
 
     def _unauthorized(self, push):
         who = "anonymous" if not self.auth.credentials else f"user {self.auth.credentials[0]!r}"
+        if not self.repository:
+            return MinidockerError(f"unauthorized: {self.registry} refused {who}: incorrect username or password")
         if push:
             return MinidockerError(f"denied: {who} may not push to {self.registry}/{self.repository} "
                                    "(insufficient scope; try minidocker login)")
@@ -171,7 +173,7 @@ class Client:
 
     def ping(self) -> None:
         """GET /v2/: reachable, speaks v2, and (when we have them) accepts our credentials."""
-        self.request("GET", "/v2/", scope=self.scope(), what=f"registry {self.registry}")
+        self.request("GET", "/v2/", scope="", what=f"registry {self.registry}")
 
     def manifest(self, ref: str, accept: str = ACCEPT) -> tuple:
         """(exact bytes, media type, digest) of a manifest or index, checked."""

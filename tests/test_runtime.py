@@ -376,3 +376,57 @@ def test_failed_create_leaves_nothing(env, tmp_path):
     id, path = env.bundle(["true"], mounts=[mount])
     with pytest.raises(MinidockerError, match="does not exist"):
         runtime.create(id, path, root=env.root)
+
+
+def test_exec_with_a_terminal(env, tmp_path):
+    import socket
+    import threading
+    from minidocker.runtime import terminal
+    id, path = env.bundle(["sleep", "60"])
+    runtime.create(id, path, root=env.root)
+    runtime.start(id, root=env.root)
+    sock_path = str(tmp_path / "exec.sock")
+    result = {}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
+            srv.bind(sock_path)
+            srv.listen(1)
+            worker = threading.Thread(target=lambda: result.update(code=runtime.exec_process(
+                id, {"args": ["sh", "-c", "tty; exit 5"], "terminal": True}, root=env.root,
+                console_socket=sock_path)))
+            worker.start()
+            master, _name = terminal.receive_master(srv)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        worker.join(10)
+        assert result == {"code": 5} and out.decode().split() == ["/dev/pts/0"]
+    finally:
+        runtime.delete(id, force=True, root=env.root)
+
+
+def test_delete_cleans_up_after_a_create_that_crashed(env):
+    id, path = env.bundle(["sleep", "60"])
+    runtime.create(id, path, root=env.root)
+    state_file = os.path.join(env.root, id, "state.json")
+    os.unlink(state_file)  # as if create had died before writing it
+    with pytest.raises(NotFound):
+        runtime.state(id, root=env.root)
+    runtime.delete(id, force=True, root=env.root)  # still finds cgroup and init through config.json
+
+
+def test_no_new_privileges_when_asked(env):
+    assert env.run(["grep", "NoNewPrivs", "/proc/self/status"])[1].split() == ["NoNewPrivs:", "0"]
+    id, path = env.bundle(["grep", "NoNewPrivs", "/proc/self/status"])
+    config = json.loads((path / "config.json").read_text())
+    config["process"]["noNewPrivileges"] = True
+    (path / "config.json").write_text(json.dumps(config))
+    p = env.cli("run", "--bundle", str(path), id)
+    assert p.stdout.split() == ["NoNewPrivs:", "1"], p.stderr

@@ -164,6 +164,15 @@ def _destroy(record: dict, path: Path) -> None:
     st.remove(path)
 
 
+def _delete_half_created(id, path: Path) -> None:
+    """A create that died before writing state.json: the cgroup holds whatever it started."""
+    try:
+        spec = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        spec = {}
+    _destroy({"id": id, "pid": 0, "cgroups_path": cgroups_path(spec, id)}, path)
+
+
 def start(id, *, root=None) -> None:
     """Let the waiting init exec the container's program."""
     record, path = st.load(id, root)
@@ -199,6 +208,9 @@ def kill(id, sig="TERM", *, root=None) -> None:
 
 def delete(id, *, force=False, root=None) -> None:
     """Remove a stopped (or created) container; force kills a running one first."""
+    path = st.container_dir(id, root, must_exist=False)
+    if path.is_dir() and not (path / "state.json").exists():
+        return _delete_half_created(id, path)
     record, path = st.load(id, root)
     if st.status(record, path) == "running" and not force:
         raise Conflict(f"cannot delete container {id} that is not stopped: running")

@@ -29,7 +29,7 @@ def exec_process(id, proc: dict, *, root=None, stdio=(0, 1, 2), console_socket=N
     record, path = st.load(id, root)
     st.require(record, path, "created", "running")
     spec = json.loads((path / "config.json").read_text())
-    full = dict(spec["process"], terminal=False, **proc)
+    full = {**spec["process"], "terminal": False, **proc}
     job = {"record": record, "process": full, "detach": detach,
            "namespaces": [n["type"] for n in (spec.get("linux") or {}).get("namespaces") or ()]}
     console = None
@@ -73,6 +73,9 @@ def _enter(job: dict, sync: int, console) -> None:
     if not st.is_alive(record):  # checked after the opens: the fds pin the right namespaces
         raise MinidockerError(f"container {record['id']} is not running", 125)
     cgroups.open(record["cgroups_path"]).add(os.getpid())
+    # Not dumpable: a container process must not reach our memory or our
+    # /proc/PID/exe (CVE-2019-5736) while we sit in its namespaces; execve resets it.
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
     for name, fd in fds.items():
         linux.setns(fd, linux.NAMESPACES[name][0])
         os.close(fd)
@@ -91,6 +94,7 @@ def _enter(job: dict, sync: int, console) -> None:
         if proc.get("terminal"):
             master, slave, name = terminal.open_pty()
             _stdio(slave)
+            os.close(slave)
             terminal.send_master(console, master, name)
             os.close(master)
         process.enter_cwd(proc.get("cwd"))

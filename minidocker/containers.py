@@ -314,13 +314,17 @@ def reconcile(c: Container) -> dict:
         return s
     if _alive(s.get("Pid"), s.get("InitStart")):
         return s   # the monitor is gone but the container still runs: it is running
-    with c.lock:
-        s = read_json(c.dir / "state.json")
-        if s["Status"] == "running" and not _alive(s.get("MonitorPid"), s.get("MonitorStart")):
-            release(c)
-            s.update(Status="exited", Running=False, Pid=0, ExitCode=255, FinishedAt=units.now_iso(),
-                     Error="the container's monitor died; its exit status is unknown")
-            write_json(c.dir / "state.json", s)
+    try:
+        with c.lock:
+            s = read_json(c.dir / "state.json")
+            if s["Status"] == "running" and not _alive(s.get("MonitorPid"), s.get("MonitorStart")):
+                release(c)
+                s.update(Status="exited", Running=False, Pid=0, ExitCode=255, FinishedAt=units.now_iso(),
+                         Error="the container's monitor died; its exit status is unknown")
+                write_json(c.dir / "state.json", s)
+    except FileNotFoundError:
+        # We read "running" just before its monitor exited and removed it (run --rm).
+        raise NotFound(f"No such container: {c.short_id}") from None
     return s
 
 
@@ -331,10 +335,8 @@ def release(c: Container) -> None:
         runtime.delete(c.id, force=True, root=runtime_root(c.store))
     except NotFound:
         pass
-    try:
-        from . import network
-        network.release(c.id)
-    except ImportError:
-        pass
+    if c.state.get("Networks"):   # pyroute2 is slow to import: only when there is something to undo
+        from . import endpoints
+        endpoints.release(c.id, root=c.store.root)
     if overlay.is_mounted(c.dir / "rootfs"):
         overlay.unmount(c.dir / "rootfs")

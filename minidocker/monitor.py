@@ -30,15 +30,36 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def spawn(container, attach=False) -> "Channel":
-    """Start a monitor for `container`; returns once the container runs (or raises why not)."""
+    """Start a monitor for `container`; returns once the container runs (or raises why not).
+
+    A single-threaded caller (the command line) forks the monitor, which saves
+    starting a new interpreter; a multi-threaded one (a notebook's kernel) must
+    not fork, so it starts `python -m minidocker.monitor` instead.
+    """
+    import threading
     r, w = os.pipe()
-    env = dict(os.environ, MINIDOCKER_MONITOR_FD=str(w))
-    null = subprocess.DEVNULL
-    stdio = {} if attach else {"stdin": null, "stdout": null, "stderr": null}
-    args = [sys.executable, "-m", "minidocker.monitor", str(container.store.root), container.id]
-    if attach:
-        args.append("--attach")
-    subprocess.run(args, pass_fds=(w,), env=env, check=False, **stdio)
+    if threading.active_count() == 1:
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                if not attach:
+                    null = os.open(os.devnull, os.O_RDWR)
+                    for fd in (0, 1, 2):
+                        os.dup2(null, fd)
+                os.environ["MINIDOCKER_MONITOR_FD"] = str(w)
+                main(str(container.store.root), container.id, attach)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)   # the first fork exits at once; the monitor is its child
+    else:
+        env = dict(os.environ, MINIDOCKER_MONITOR_FD=str(w))
+        null = subprocess.DEVNULL
+        stdio = {} if attach else {"stdin": null, "stdout": null, "stderr": null}
+        args = [sys.executable, "-m", "minidocker.monitor", str(container.store.root), container.id]
+        if attach:
+            args.append("--attach")
+        subprocess.run(args, pass_fds=(w,), env=env, check=False, **stdio)
     os.close(w)
     channel = Channel(r)
     event = channel.next()
@@ -146,7 +167,8 @@ def _start(c, attach):
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid = runtime.create(c.id, str(c.dir), root=runtime_root(c.store), stdio=(stdin, out_w, err_w))
+            pid = runtime.create(c.id, str(c.dir), root=runtime_root(c.store), stdio=(stdin, out_w, err_w),
+                                 fork=True)   # the monitor is single-threaded: no new interpreter needed
         finally:
             for fd in (stdin, out_w, err_w):
                 os.close(fd)
@@ -172,7 +194,8 @@ def _create_with_terminal(c, runtime, root):
         server.listen(1)
         null = os.open(os.devnull, os.O_RDWR)
         try:
-            pid = runtime.create(c.id, str(c.dir), root=root, console_socket=path, stdio=(null, null, null))
+            pid = runtime.create(c.id, str(c.dir), root=root, console_socket=path, stdio=(null, null, null),
+                                 fork=True)
         finally:
             os.close(null)
         server.settimeout(10)

@@ -132,7 +132,7 @@ def test_rerunning_a_named_api_run_replaces_the_stopped_container(root):
 def test_twenty_containers_started_and_removed_concurrently(root):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(10) as pool:
-        codes = list(pool.map(lambda i: md("run", "--rm", "busybox", "sh", "-c", f"exit {i % 3}", root=root,
-                                            timeout=120).returncode, range(20)))
-    assert codes == [i % 3 for i in range(20)]
+        results = list(pool.map(lambda i: md("run", "--rm", "busybox", "sh", "-c", f"exit {i % 3}", root=root,
+                                             timeout=120), range(20)))
+    assert [r.returncode for r in results] == [i % 3 for i in range(20)], [r.stderr for r in results]
     assert md("ps", "-aq", root=root).stdout == ""

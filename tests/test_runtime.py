@@ -430,3 +430,32 @@ def test_no_new_privileges_when_asked(env):
     (path / "config.json").write_text(json.dumps(config))
     p = env.cli("run", "--bundle", str(path), id)
     assert p.stdout.split() == ["NoNewPrivs:", "1"], p.stderr
+
+
+@pytest.mark.parametrize("point", ["after-cgroup-create", "after-clone-before-exec"])
+def test_delete_recovers_from_a_crash_inside_create(env, point):
+    id, path = env.bundle(["sleep", "60"])
+    with open(env.tmp / "out", "w") as out:
+        p = subprocess.run([sys.executable, "-m", "minidocker.runtime", "--root", env.root, "create",
+                            "--bundle", str(path), id], env=dict(os.environ, MINIDOCKER_CRASH_AT=point),
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=30)
+    assert p.returncode == 137
+    assert os.path.exists(f"/sys/fs/cgroup/pids/minidocker-rt-{id}")  # something to clean up
+    runtime.delete(id, force=True, root=env.root)
+
+
+def test_joins_a_network_namespace_given_by_path(env, tmp_path):
+    nsfile = tmp_path / "netns"
+    nsfile.touch()
+    subprocess.run(["unshare", f"--net={nsfile}", "true"], check=True)
+    try:
+        id, path = env.bundle(["sleep", "60"], namespaces=[
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+            {"type": "network", "path": str(nsfile)}])
+        pid = runtime.create(id, path, root=env.root)
+        try:
+            assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(nsfile).st_ino
+        finally:
+            runtime.delete(id, root=env.root)
+    finally:
+        linux.umount2(str(nsfile), linux.MNT_DETACH)

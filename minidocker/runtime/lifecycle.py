@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..errors import Conflict, MinidockerError, NotFound
-from ..files import write_json
+from ..files import crash_point, write_json
 from . import statedir as st
 
 
@@ -70,6 +70,7 @@ def _create(spec, path, record, stdio, console_socket, pid_file, fork) -> int:
     write_json(path / "config.json", spec)
     os.mkfifo(path / "exec.fifo", 0o600)
     cgroups.create(record["cgroups_path"], (spec.get("linux") or {}).get("resources"))
+    crash_point("after-cgroup-create")
     console = None
     if console_socket:
         console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -84,6 +85,7 @@ def _create(spec, path, record, stdio, console_socket, pid_file, fork) -> int:
         if console:
             console.close()
         msgs = _read_sync(r, record)
+        crash_point("after-clone-before-exec")  # the init waits: a crash here leaves it behind
         stage.wait()
     finally:
         os.close(r)

@@ -103,12 +103,18 @@ def _create(spec, path, record, stdio, console_socket, pid_file, fork) -> int:
     return record["pid"]
 
 
-def _spawn_stage(args, stdio, fds):
-    # -S: no site.py, no editable-install finder; we point sys.path at the package.
+def spawn(module: str, args, stdio, fds) -> subprocess.Popen:
+    """Run minidocker.runtime.<module>.main(args) in a fresh, single-threaded interpreter."""
+    # -S: no site.py, no editable-install finder (half the start-up time); we
+    # point sys.path at our package instead.
     top = str(Path(__file__).resolve().parents[2])
-    code = f"import sys; sys.path.insert(0, {top!r}); from minidocker.runtime.init import main; main()"
+    code = f"import sys; sys.path.insert(0, {top!r}); from minidocker.runtime.{module} import main; main()"
     return subprocess.Popen([sys.executable, "-S", "-c", code, *args], stdin=stdio[0],
                             stdout=stdio[1], stderr=stdio[2], pass_fds=fds, close_fds=True)
+
+
+def _spawn_stage(args, stdio, fds):
+    return spawn("init", args, stdio, fds)
 
 
 class _Forked:

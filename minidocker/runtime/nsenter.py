@@ -9,7 +9,6 @@ PID namespace only applies to children. The child finishes like the init does
 """
 import json
 import os
-import subprocess
 import sys
 
 from ..errors import MinidockerError
@@ -41,10 +40,9 @@ def exec_process(id, proc: dict, *, root=None, stdio=(0, 1, 2), console_socket=N
         console.connect(str(console_socket))
     r, w = os.pipe()
     fds = [w] + ([console.fileno()] if console else [])
-    helper = subprocess.Popen(
-        [sys.executable, "-c", "from minidocker.runtime.nsenter import main; main()", json.dumps(job), str(w),
-         str(console.fileno()) if console else "-"],
-        stdin=stdio[0], stdout=stdio[1], stderr=stdio[2], pass_fds=fds, close_fds=True)
+    from .lifecycle import spawn
+    helper = spawn("nsenter", [json.dumps(job), str(w), str(console.fileno()) if console else "-"],
+                   stdio, fds)
     os.close(w)
     if console:
         console.close()

@@ -18,17 +18,21 @@ def read_in_root(rootfs: str, path: str) -> str:
     """Text of a regular file inside `rootfs`, or "" if it does not exist."""
     root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = linux.openat2(root, path, os.O_RDONLY | os.O_NONBLOCK,
-                           linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS)
+        # O_PATH first: a FIFO or a device is never really opened, only looked at.
+        pfd = linux.openat2(root, path, os.O_PATH, linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS)
     except FileNotFoundError:
         return ""
     except OSError as e:
         raise MinidockerError(f"cannot open {path} in the container: {e.strerror}") from None
     finally:
         os.close(root)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(pfd).st_mode):
             raise MinidockerError(f"{path} in the container is not a regular file")
+        fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(pfd)
+    with os.fdopen(fd, "rb") as f:
         data = f.read(MAX_SIZE + 1)
     if len(data) > MAX_SIZE:
         raise MinidockerError(f"{path} in the container is larger than {MAX_SIZE} bytes")

@@ -50,6 +50,8 @@ class Report(list):
                 lines.append(f"{'':4}  {'':{width}}  fix: {r.fix}")
         return "\n".join(lines)
 
+    __repr__ = __str__
+
     def _repr_html_(self):
         colour = {"ok": "#d9ead3", "warn": "#fff2cc", "FAIL": "#f4cccc"}
         rows = "".join(f"<tr style='background:{colour[r.mark]}'><td>{r.mark}</td><td>{html.escape(r.name)}</td>"

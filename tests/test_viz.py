@@ -156,3 +156,20 @@ def test_placeholders_draw_the_data_they_are_given():
     assert 'pids.max = 2048' in viz.cgroup_tree(tree).source
     net = viz.network({"nodes": [{"id": "br", "label": "md0", "kind": "bridge"}], "links": [("br", "c1", "veth")]})
     assert "br -> c1 [label=veth dir=none]" in net.source
+
+
+@pytest.mark.root
+def test_the_lifecycle_panel_drives_a_real_container_through_every_state(store):
+    from minidocker.widgets import LifecyclePanel
+    bootstrap(store)
+    panel = LifecyclePanel("busybox", ["sleep", "60"], name="panel-test")
+    assert panel.do("start") == "removed"            # nothing created yet: nothing happens
+    assert [panel.do(a) for a in ("create", "start")] == ["created", "running"]
+    pid = panel.container.state["Pid"]
+    assert os.path.exists(f"/proc/{pid}") and 'fillcolor="%s"' % viz.PALETTE["current"] in panel.diagram().source
+    assert [panel.do(a) for a in ("stop", "rm")] == ["exited", "removed"]
+    assert containers.all_containers(store) == []
+    assert re.search(r'removed \[[^\]]*fillcolor="%s"' % viz.PALETTE["current"], panel.diagram().source)
+    with pytest.raises(ValueError):
+        panel.do("pause")
+    panel.widget()   # the same panel as buttons: builds without a front end

@@ -135,9 +135,10 @@ class Authenticator:
         realm = params.get("realm")
         if not realm:
             raise MinidockerError(f"{self.registry}: Bearer challenge without a realm")
-        query = {"scope": scope} if scope else {}   # no scope: just check who we are (login)
+        # one scope parameter per resource; none at all just checks who we are (login)
+        query = [("scope", s) for s in scope.split()]
         if params.get("service"):
-            query["service"] = params["service"]
+            query.append(("service", params["service"]))
         auth = self.credentials if self.credentials else None
         try:
             r = self.session.get(realm, params=query, auth=auth, timeout=30)

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -178,6 +179,27 @@ def htpasswd_registry(tmp_path_factory):
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory):
     yield from _registry(tmp_path_factory, "token")
+
+
+@pytest.fixture
+def podman(tmp_path):
+    """podman with storage of its own under tmp_path; removed (and unmounted) afterwards."""
+    runroot = tempfile.mkdtemp(prefix="mdpodman-")   # podman wants a runroot under 50 characters
+    base = ["podman", "--root", str(tmp_path / "podman-store"), "--runroot", runroot,
+            "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+
+    def run(*args, check=True):
+        r = subprocess.run(base + list(args), capture_output=True, text=True)
+        assert r.returncode == 0 or not check, r.stderr
+        return r
+    yield run
+    run("rmi", "-a", "-f", check=False)
+    subprocess.run(base + ["system", "reset", "-f"], capture_output=True)
+    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
+        point = line.split()[4]
+        if point.startswith((str(tmp_path), runroot)):
+            subprocess.run(["umount", "-l", point])
+    shutil.rmtree(runroot, ignore_errors=True)
 
 
 def skopeo(*args, check=True):

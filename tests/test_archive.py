@@ -12,7 +12,7 @@ import pytest
 from minidocker import archive, images, oci
 from minidocker.errors import MinidockerError
 from minidocker.store import Store
-from registry_server import build_image, skopeo
+from registry_server import build_image, podman, skopeo  # noqa: F401
 
 NAME = "docker.io/minidocker/test:v1"
 
@@ -67,28 +67,6 @@ def test_oci_image_tool_validates_our_store(image):
 
 
 # -- podman, both ways ---------------------------------------------------------------
-
-@pytest.fixture
-def podman(tmp_path):
-    """podman with storage of its own under tmp_path; removed (and unmounted) afterwards."""
-    import tempfile
-    runroot = tempfile.mkdtemp(prefix="mdpodman-")   # podman wants a runroot under 50 characters
-    base = ["podman", "--root", str(tmp_path / "podman-store"), "--runroot", runroot,
-            "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
-
-    def run(*args, check=True):
-        r = subprocess.run(base + list(args), capture_output=True, text=True)
-        assert r.returncode == 0 or not check, r.stderr
-        return r
-    yield run
-    run("rmi", "-a", "-f", check=False)
-    subprocess.run(base + ["system", "reset", "-f"], capture_output=True)
-    for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
-        point = line.split()[4]
-        if point.startswith((str(tmp_path), runroot)):
-            subprocess.run(["umount", "-l", point])
-    shutil.rmtree(runroot, ignore_errors=True)
-
 
 @pytest.mark.root
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from minidocker.errors import MinidockerError, NotFound
 from minidocker.layers import open_layer, unpack
 from minidocker.registry import ACCEPT, Client, base_url
 from minidocker.store import Store
-from registry_server import PASSWORD, USER, build_image, htpasswd_registry, registry, skopeo, token_registry  # noqa: F401
+from registry_server import (PASSWORD, USER, build_image, htpasswd_registry, podman, registry, skopeo,  # noqa: F401
+                             token_registry)
 
 
 def blob_names(store):
@@ -268,3 +269,48 @@ def test_a_registry_that_is_down_is_one_line(store):
     from registry_server import free_port
     with pytest.raises(MinidockerError, match="connection refused"):
         pull.pull(store, f"127.0.0.1:{free_port()}/a/b:v1", progress=False)
+
+
+# -- settings, tokens over time, podman ------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_registry_mirror_serves_docker_hub_names(busybox, registry, store, monkeypatch):
+    pushed(busybox, registry, "library/mirrored:v1")
+    monkeypatch.setenv("MINIDOCKER_REGISTRY_MIRRORS", f"http://{registry.host}")
+    image = pull.pull(store, "mirrored:v1", progress=False)
+    assert image.id == busybox.id and image.tags == ["docker.io/library/mirrored:v1"]
+
+
+@pytest.mark.slow
+def test_an_expired_token_is_fetched_again(busybox, token_registry, store):
+    auth.store_credentials(token_registry.host, USER, PASSWORD, busybox.store.root)
+    try:
+        name, _ = pushed(busybox, token_registry, "minidocker/expiry:v1")
+    finally:
+        auth.remove_credentials(token_registry.host, busybox.store.root)
+    server = token_registry.token_server
+    server.expires_in, server.requests[:] = 6, []   # we renew 5 s early: this token lives 1 s
+    client = Client(token_registry.host, "minidocker/expiry")
+    client.manifest("v1")
+    client.manifest("v1")
+    assert len(server.requests) == 1
+    import time
+    time.sleep(1.2)
+    client.manifest("v1")
+    assert len(server.requests) == 2
+    server.expires_in = 300
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_podman_pulls_and_runs_our_push_and_we_pull_podmans_push(busybox, registry, podman, store):
+    name, _ = pushed(busybox, registry, "minidocker/for-podman:v1")
+    podman("pull", "--tls-verify=false", name)
+    r = podman("--runtime", "runc", "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
+               "--ulimit", "nproc=1024:1024", name, "cat", "/etc/motd")
+    assert r.stdout == "layer 2\n"
+    assert podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip() == busybox.id[7:]
+    back = f"{registry.host}/minidocker/from-podman:v1"
+    podman("push", "--tls-verify=false", name, back)
+    image = pull.pull(store, back, progress=False)
+    assert image.id == busybox.id and image.diff_ids == busybox.diff_ids

@@ -108,6 +108,9 @@ def _plug(net, ep, tag) -> None:
         bridge = ipr.link_lookup(ifname=net["bridge"])[0]
         ipr.link("set", index=index, master=bridge, mtu=net["mtu"], state="up",
                  ifalias=tag)
+        # hairpin: the bridge may send a frame back out of the port it came in by,
+        # which a container reaching its own published port needs
+        ipr.brport("set", index=index, mode=1)
     with IPRoute(netns=ep["netns"], flags=0) as ns:
         ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
         index = ns.link_lookup(ifname=ep["ifname"])[0]

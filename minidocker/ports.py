@@ -155,6 +155,10 @@ def port_rules(bridge: str, address: str, spec: dict):
     return [
         ("nat", "OUTPUT", *match, *to),
         ("nat", "PREROUTING", *match, *to),
+        # a container that reaches its own published port through the host (hairpin)
+        # must see the host as the sender, or its answer would go to itself
+        ("nat", "POSTROUTING", "-s", address, "-d", address, "-p", spec["proto"],
+         "--dport", str(spec["container_port"]), "-j", "MASQUERADE"),
         # not from another minidocker bridge: that traffic meets the isolation rule
         ("filter", "FORWARD", "!", "-i", "minidocker+", "-o", bridge, "-d", address,
          "-p", spec["proto"], "--dport", str(spec["container_port"]), "-j", "ACCEPT"),

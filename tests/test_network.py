@@ -19,6 +19,7 @@ from minidocker.errors import MinidockerError
 
 pytestmark = pytest.mark.root
 A, B, C = "a" * 64, "b" * 64, "c" * 64
+NET = f"10.{os.getpid() % 200 + 30}"  # fixed subnets, but not the same in two runs at once
 
 
 class Box:
@@ -163,8 +164,9 @@ def test_networks_are_isolated_from_each_other(lab, tmp_path):
     assert http_get(red_ip, 80).endswith("red\n")
     ping = blue.run("busybox", "ping", "-c", "1", "-W", "1", red_ip)
     assert ping.returncode != 0  # ...but the firewall does not let one network reach another
-    page = blue.run("busybox", "wget", "-q", "-T", "2", "-O", "-", f"http://{red_ip}/index.html")
-    assert page.returncode != 0 and page.stdout == ""
+    # (timeout rather than wget -T: Debian's static busybox wget crashes with -T)
+    page = blue.run("timeout", "2", "busybox", "wget", "-q", "-O", "-", f"http://{red_ip}/index.html")
+    assert page.returncode == 124 and page.stdout == ""  # no answer, not even a refusal
 
 
 def resolve_and_ping(box, hosts, name):
@@ -234,6 +236,46 @@ def test_the_host_fetches_a_page_through_a_published_port_on_127_0_0_1(lab, tmp_
         http_get("127.0.0.1", local)
 
 
+def test_containers_reach_a_published_port_through_the_host_address(lab, tmp_path):
+    server, client = lab(), lab()
+    port = free_port()
+    got = network.connect(A, server.path, ports=[f"{port}:80"])
+    network.connect(B, client.path)
+    httpd(server, tmp_path, "via the host\n")
+    url = f"http://{got['Gateway']}:{port}/index.html"
+    for box in (client, server):  # another container, and the server itself (hairpin)
+        page = box.run("timeout", "5", "busybox", "wget", "-q", "-O", "-", url)
+        assert page.stdout == "via the host\n", (box.name, page.stderr)
+
+
+UDP_ECHO = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+data, peer = s.recvfrom(100)
+s.sendto(data.upper(), peer)
+"""
+
+
+def test_a_udp_port_is_published_too(lab):
+    box = lab()
+    port = free_port()
+    network.connect(A, box.path, ports=[f"127.0.0.1:{port}:5353/udp"])
+    echo = box.spawn(sys.executable, "-c", UDP_ECHO)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        for _ in range(50):  # until the echo server has bound its port
+            s.sendto(b"ping", ("127.0.0.1", port))
+            try:
+                assert s.recvfrom(100)[0] == b"PING"
+                break
+            except socket.timeout:
+                continue
+        else:
+            raise AssertionError("no answer through the published UDP port")
+    echo.wait(timeout=5)
+
+
 def test_a_port_already_in_use_is_an_error_and_nothing_is_set_up(lab):
     box, other = lab(), lab()
     with socket.socket() as busy:
@@ -256,9 +298,9 @@ def test_a_port_already_in_use_is_an_error_and_nothing_is_set_up(lab):
 
 def test_user_mistakes_are_clear_errors(lab):
     box = lab()
-    network.create_network("one", subnet="10.123.0.0/24")
+    network.create_network("one", subnet=f"{NET}.1.0/24")
     cases = [
-        (lambda: network.create_network("two", subnet="10.123.0.128/25"), "overlaps", 1),
+        (lambda: network.create_network("two", subnet=f"{NET}.1.128/25"), "overlaps", 1),
         (lambda: network.create_network("two", subnet="127.0.0.0/16"), "overlaps", 1),
         (lambda: network.create_network("two", subnet="10.9.0.0/33"), "invalid subnet", 1),
         (lambda: network.create_network("two", subnet="ten.net"), "invalid subnet", 1),
@@ -304,12 +346,12 @@ def test_addresses_are_handed_out_in_turn_so_a_restart_gets_a_new_one():
 
 def test_the_networks_can_be_drawn(lab):
     box = lab()
-    network.create_network("web", subnet="10.124.0.0/24")
+    network.create_network("web", subnet=f"{NET}.2.0/24")
     network.connect(A, box.path, "web", name="shop")
     bridge = network.inspect_network("web")["Options"]["com.docker.network.bridge.name"]
     dot = network.to_dot()
     assert dot.startswith("digraph network {") and dot.endswith("}\n")
-    assert f'"{bridge}" -> host' in dot and "eth0 10.124.0.2\\nveth mdv" in dot
+    assert f'"{bridge}" -> host' in dot and f"eth0 {NET}.2.2\\nveth mdv" in dot
     assert f'"{A}" -> "{bridge}"' in dot
 
 

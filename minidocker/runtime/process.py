@@ -10,7 +10,7 @@ import resource
 import stat
 
 from ..errors import MinidockerError
-from . import capabilities, linux
+from . import capabilities, linux, seccomp
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -68,6 +68,7 @@ def set_oom_score_adj(value) -> None:
 def become_user(proc: dict) -> None:
     """Bounding set, then groups, gid, uid, then the other capability sets."""
     user, caps = proc.get("user") or {}, proc.get("capabilities") or {}
+    seccomp.load(proc.get("seccomp"))  # while we still hold CAP_SYS_ADMIN (security engineer's hook)
     capabilities.drop_bounding(caps)
     linux.prctl(linux.PR_SET_KEEPCAPS, 1)  # keep permitted caps across setuid
     os.setgroups(user.get("additionalGids") or [])

@@ -12,11 +12,13 @@ names sorted (whiteouts first in each directory, as layer.md asks of
 producers), no user or group names, whole-second mtimes, no access times,
 xattrs as PAX records, hardlinks found by inode, two zero blocks at the end.
 """
+import errno
 import hashlib
 import os
 import stat
 import tarfile
 
+from .errors import MinidockerError
 from .layers import OPAQUE, OPAQUE_XATTR, WHITEOUT, kept_xattr
 
 BLOCK = 512
@@ -78,9 +80,21 @@ def write_layer(upper, out) -> str:
                     continue   # sockets do not travel in layers
                 emit(_header(name_in_tar, kind, st, xattrs=_xattrs(full)))
 
-    walk(os.fspath(upper), "")
+    _guarded(walk, upper)
     emit(bytes(2 * BLOCK))
     return "sha256:" + sha.hexdigest()
+
+
+def _guarded(walk, upper):
+    """Walk `upper`; a tree too deep to walk (a container can make one) is a clear error."""
+    try:
+        walk(os.fspath(upper), "")
+    except RecursionError:
+        raise MinidockerError(f"{upper}: directories nested too deeply to walk") from None
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        raise MinidockerError(f"{upper}: directories nested too deeply to walk ({e.strerror})") from None
 
 
 def _header(name, kind, st, mode=None, size=0, linkname="", xattrs=None) -> bytes:
@@ -137,7 +151,7 @@ def changes(upper, lowers: list) -> list:
                     found.extend(("D", f"{where}/{n}") for n in _lower_names(lowers, where) - mine)
                 walk(full, where)
 
-    walk(os.fspath(upper), "")
+    _guarded(walk, upper)
     return sorted(found, key=lambda kp: os.fsencode(kp[1]))
 
 

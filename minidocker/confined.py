@@ -80,17 +80,17 @@ class Confined:
     def dir(self, parts, create=True):
         """Descriptor (O_PATH, cached) of directory `parts`, or None if missing and not `create`."""
         parts = tuple(parts)
-        fd = self._dirs.get(parts)
-        if fd is None:
-            parent = self.dir(parts[:-1], create)
-            if parent is None:
-                return None
-            fd = self._step(parent, parts[-1], create, 0)
+        if len(self._dirs) > MAX_CACHED:
+            self._forget()
+        known = len(parts)
+        while parts[:known] not in self._dirs:   # () always is
+            known -= 1
+        fd = self._dirs[parts[:known]]
+        for i in range(known, len(parts)):
+            fd = self._step(fd, parts[i], create, 0)
             if fd is None:
                 return None
-            if len(self._dirs) > MAX_CACHED:
-                self._forget()
-            self._dirs[parts] = fd
+            self._dirs[parts[:i + 1]] = fd
         return fd
 
     def _step(self, pfd, name, create, links):

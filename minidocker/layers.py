@@ -73,9 +73,12 @@ def unpack(stream, dest, *, flatten=False) -> str:
     os.makedirs(dest, mode=0o755, exist_ok=True)
     with Confined(dest) as root:
         applier = _Applier(root, flatten)
-        for entry in entries(source):
-            applier.apply(entry)
-        applier.finish()
+        try:
+            for entry in entries(source):
+                applier.apply(entry)
+            applier.finish()
+        except RecursionError:
+            raise MinidockerError(f"layer entry {root.where!r}: directories nested too deeply") from None
     source.drain()
     return "sha256:" + source.sha.hexdigest()
 

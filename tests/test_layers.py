@@ -212,3 +212,32 @@ def test_unpacking_twice_gives_the_same_tree(tmp_path):
     apply(tmp_path / "b", gz(tar))
     assert tree(tmp_path / "a", times="files") == tree(tmp_path / "b", times="files")
     shutil.rmtree(tmp_path / "a")
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_a_real_tree_comes_out_as_gnu_tar_makes_it(tmp_path):
+    """/etc, zoneinfo and sbin (symlinks, hardlinks, odd modes), packed by GNU tar, unpacked both ways."""
+    layer = tmp_path / "real.tar.gz"
+    subprocess.run(["tar", "--xattrs", "-czf", layer, "-C", "/", "etc", "usr/share/zoneinfo", "usr/sbin"],
+                   check=True, capture_output=True)
+    ours, theirs = tmp_path / "ours", tmp_path / "gnu"
+    theirs.mkdir()
+    subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpzf", layer, "-C", theirs],
+                   check=True)
+    with open(layer, "rb") as f:
+        layers.unpack(f, ours)
+    expected = tree(theirs, times="files")
+    assert len(expected) > 1000 and tree(ours, times="files") == expected
+
+
+@pytest.mark.root
+def test_absurdly_deep_layers_are_a_clear_error_not_a_crash(tmp_path):
+    deep = "/".join(["d"] * 1500)      # one PAX name, 1500 directories: beyond Python recursion
+    try:
+        layers.unpack(io.BytesIO(tar_bytes(reg(deep + "/f", b"deep"))), tmp_path / "ok")   # iterative walk copes
+        with pytest.raises(MinidockerError, match="nested too deeply"):
+            layers.unpack(io.BytesIO(tar_bytes(reg(deep + "/g", b"x"), opaque("d"))), tmp_path / "ok",
+                          flatten=True)
+    finally:
+        subprocess.run(["rm", "-rf", tmp_path / "ok"], check=True)   # shutil.rmtree would recurse too deep

@@ -131,3 +131,15 @@ def test_umoci_unpacks_our_commit_to_the_merged_view(container):
     subprocess.run(["umoci", "unpack", "--image", f"{tmp_path / 'oci'}:latest", tmp_path / "bundle"],
                    check=True, capture_output=True)
     assert tree(tmp_path / "bundle/rootfs", times="seconds") == view
+
+
+def test_a_container_made_absurdly_deep_tree_is_a_clear_error(tmp_path):
+    from minidocker.errors import MinidockerError
+    subprocess.run(["mkdir", "-p", tmp_path / "upper" / "/".join(["d"] * 1500)], check=True)
+    try:
+        with pytest.raises(MinidockerError, match="nested too deeply"):
+            changes.write_layer(tmp_path / "upper", io.BytesIO())
+        with pytest.raises(MinidockerError, match="nested too deeply"):
+            changes.changes(tmp_path / "upper", [])
+    finally:
+        subprocess.run(["rm", "-rf", tmp_path / "upper"], check=True)   # shutil.rmtree would recurse too deep

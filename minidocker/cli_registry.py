@@ -15,18 +15,13 @@ def cmd_pull(a):
     if not ref.digest and ":" not in a.name.rsplit("/", 1)[-1]:
         print("Using default tag: latest")
     if not a.quiet:
-        print(f"{ref.tag or ref.digest}: Pulling from {ref.familiar_name if ref.registry == 'docker.io' else ref.repository}")
+        print(f"{ref.tag or ref.digest}: Pulling from {ref.repository}")
     platform = oci.parse_platform(a.platform) if a.platform else None
     done = pull.fetch(store, a.name, platform, progress=not a.quiet and sys.stderr.isatty())
     from . import images
-    tag = None if ref.digest else str(ref)
-    existed = tag and any(tag in i.tags and i.manifest_desc["digest"] == done["manifest_desc"]["digest"]
-                          for i in images.list_images(store))
-    try:
-        images.register(store, done["manifest_desc"], tag)
-    except MinidockerError:
-        images.discard(store, [done["manifest_desc"]["digest"]] + done["downloaded"])
-        raise
+    existed = not ref.digest and any(str(ref) in i.tags and i.manifest_desc["digest"] == done["manifest_desc"]["digest"]
+                                     for i in images.list_images(store))
+    pull.finish(store, done)
     if not a.quiet:
         for layer in done["manifest"].get("layers") or []:
             state = "Already exists" if layer["digest"] in done["present"] else "Pull complete"

@@ -85,6 +85,8 @@ def fetch(store, name: str, platform=None, progress=True, client=None) -> dict:
         manifest_desc = store.put(data, media)
         written.append(digest)
         config_desc = manifest["config"]
+        if not isinstance(config_desc.get("size"), int) or config_desc["size"] > oci.MAX_JSON_SIZE:
+            raise MinidockerError(f"image config {config_desc['digest'][:19]} is larger than {oci.MAX_JSON_SIZE} bytes")
         if client.download(store, config_desc):
             written.append(config_desc["digest"])
         config = store.read_json(config_desc["digest"], "image config")
@@ -112,17 +114,19 @@ def fetch(store, name: str, platform=None, progress=True, client=None) -> dict:
             "downloaded": written[1:], "present": present}
 
 
-def pull(store, name: str, platform=None, progress=True, client=None) -> images.Image:
-    """docker pull: fetch, unpack and name an image; returns it."""
-    done = fetch(store, name, platform, progress, client)
+def finish(store, done: dict) -> images.Image:
+    """Unpack and name what fetch() brought; a layer that fails takes this pull's blobs with it."""
     ref = done["ref"]
-    tag = None if ref.digest else str(ref)
     try:
-        image = images.register(store, done["manifest_desc"], tag)
+        return images.register(store, done["manifest_desc"], None if ref.digest else str(ref))
     except MinidockerError:
         images.discard(store, [done["manifest_desc"]["digest"]] + done["downloaded"])
         raise
-    return image
+
+
+def pull(store, name: str, platform=None, progress=True, client=None) -> images.Image:
+    """docker pull: fetch, unpack and name an image; returns it."""
+    return finish(store, fetch(store, name, platform, progress, client))
 
 
 class _Bars:

@@ -23,6 +23,7 @@ unless it is listed as insecure.
 """
 import ipaddress
 import os
+import sys
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -113,6 +114,8 @@ class Client:
                 self.retry_sleep(min(2 ** attempt, MAX_WAIT))
                 continue
             if r.status_code in ok:
+                if r.headers.get("Warning", "").startswith("299"):   # the registry has something to tell the user
+                    print(f"{self.registry}: warning: {r.headers['Warning'][4:]}", file=sys.stderr)
                 if not stream:
                     r.content
                 return r

@@ -1,0 +1,312 @@
+"""build: a Dockerfile becomes a chain of images, one per instruction.
+
+    FROM busybox            the chain starts at an image (or at nothing: scratch)
+    RUN make                run a container from the current image, wait, commit its upper dir, remove it
+    COPY app /app           apply a tar of the context's files onto the image: one more layer
+    ENV, CMD, LABEL...      only the config changes: a history entry with empty_layer, no layer
+
+Every step's result is cached under a key made of (parent image, instruction,
+what it reads): the build-arg values a RUN sees, the content of the files a
+COPY copies. A second build finds every key and only reads small files. The
+steps' images are kept as blobs outside the index, so they do not show in
+`images`; only the last one is named. A failed step leaves no container, no
+mount and no new image behind.
+"""
+import contextlib
+import hashlib
+import os
+import posixpath
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+
+from . import buildcontext, commit, containers, dockerfile, images, layers, oci, overlay, reference
+from .errors import MinidockerError, NotFound
+from .files import read_json, remove_tree, write_json
+
+
+@dataclass
+class Stage:
+    image: object            # images.Image, or None while the stage is still scratch
+    name: str = None
+    args: dict = field(default_factory=dict)   # ARGs declared in this stage, with their values
+    cmd_set: bool = False
+
+    @property
+    def config(self) -> dict:
+        return self.image.config if self.image else {"rootfs": {"type": "layers", "diff_ids": []}}
+
+    @property
+    def settings(self) -> dict:
+        return dict(self.config.get("config") or {})
+
+    def env(self) -> dict:
+        """What $VAR means here: build args, overridden by the image's ENV."""
+        return {**{k: v for k, v in self.args.items() if v is not None}, **dockerfile.env_dict(self.settings)}
+
+
+def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=False,
+          out=print) -> images.Image:
+    """docker build CONTEXT [-f Dockerfile] [-t tag]...: the final image, named by `tags`."""
+    context = os.path.abspath(context)
+    if not os.path.isdir(context):
+        raise MinidockerError(f"unable to prepare context: path {context!r} not found", 1)
+    path = dockerfile or os.path.join(context, "Dockerfile")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise MinidockerError(f"cannot read the Dockerfile {path}: {e.strerror}", 1) from None
+    for t in tags:
+        try:
+            reference.parse(t)
+        except MinidockerError as e:
+            raise MinidockerError(f"invalid tag {t!r}: {e}", 125) from None
+    steps = _dockerfile.parse(text)
+    builder = Builder(store, context, dict(build_args or {}), no_cache, out)
+    for number, inst in enumerate(steps, 1):
+        out(f"Step {number}/{len(steps)} : {inst}")
+        builder.step(inst)
+        if builder.stage and builder.stage.image:
+            out(f" ---> {builder.stage.image.short_id}")
+    final = builder.stage.image if builder.stage else None
+    if final is None:
+        raise MinidockerError("the Dockerfile produced no image (FROM scratch with nothing on it)", 1)
+    image = images.register(store, final.manifest_desc, tags[0] if tags else None)
+    for t in tags[1:]:
+        images.tag(store, image.id, t)
+    return images.get(store, image.id)
+
+
+_dockerfile = dockerfile   # `build(dockerfile=...)` shadows the module's name inside build()
+
+
+class Builder:
+    """The state of one build: stages done so far and the one being built."""
+
+    def __init__(self, store, context, build_args, no_cache, out):
+        self.store, self.context, self.build_args = store, context, build_args
+        self.no_cache, self.out = no_cache, out
+        self.ignore = buildcontext.Ignore(context)
+        self.meta, self.stages, self.stage = {}, [], None
+
+    def step(self, inst):
+        if inst.cmd == "FROM":
+            return self.start(inst)
+        if inst.cmd == "ARG":
+            return self.arg(inst)
+        if inst.cmd == "MAINTAINER":
+            inst = _dockerfile.Instruction("LABEL", f"maintainer={inst.text!r}", inst.line)
+        run = {"RUN": self.run, "COPY": self.copy, "ADD": self.copy}.get(inst.cmd, self.metadata)
+        run(inst)
+
+    # -- FROM and ARG ------------------------------------------------------------
+
+    def start(self, inst):
+        parts = _dockerfile.expand(inst.text, self.meta).split()
+        if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1].upper() != "AS"):
+            raise _dockerfile.error(inst.line, "FROM takes an image and optionally AS name")
+        if self.stage:
+            self.stages.append(self.stage)
+        name = parts[2].lower() if len(parts) == 3 else None
+        self.stage = Stage(self.base(parts[0], inst.line), name)
+
+    def base(self, name, line):
+        if name == "scratch":
+            return None
+        for s in self.stages:
+            if s.name and s.name == name.lower():
+                return s.image
+        try:
+            return images.get(self.store, name)
+        except NotFound:
+            raise MinidockerError(f"Dockerfile line {line}: base image {name}: no such image here "
+                                  f"(minidocker build does not pull: run `minidocker pull {name}` first)", 1) from None
+
+    def arg(self, inst):
+        name, eq, default = inst.text.strip().partition("=")
+        target = self.stage.args if self.stage else self.meta
+        scope = self.meta if self.stage is None else {**self.meta, **self.stage.env()}
+        value = self.build_args.get(name, _dockerfile.expand(default, scope) if eq else self.meta.get(name))
+        target[name] = value
+
+    # -- the three kinds of step ----------------------------------------------------
+
+    def metadata(self, inst):
+        s = self.stage
+        settings = _dockerfile.apply(s.settings, inst, s.env(), s.cmd_set)
+        s.cmd_set = s.cmd_set or inst.cmd == "CMD"
+        text = str(_dockerfile.Instruction(inst.cmd, _dockerfile.expand(inst.text, s.env()), inst.line, inst.flags))
+
+        def make():
+            cfg = images.new_config(s.config, created_by=f"/bin/sh -c #(nop) {text}", empty_layer=True)
+            cfg["config"] = settings
+            return self.save(cfg, s.image.layers if s.image else [])
+        s.image = self.cached(f"{text}\n{oci.dumps(settings).decode()}", make)
+
+    def run(self, inst):
+        s = self.stage
+        if s.image is None or not s.image.layers:
+            raise MinidockerError(f"Dockerfile line {inst.line}: RUN needs a shell, and FROM scratch has none", 1)
+        argv = _dockerfile.command(inst)
+        args = {k: v for k, v in s.args.items() if v is not None}
+        created_by = (f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args.items()) + " " if args else "")
+        created_by += " ".join(argv) if inst.json is None else oci.dumps(argv).decode()
+
+        def make():
+            with indexed(self.store, s.image):
+                c = containers.create(self.store, s.image.id, argv, entrypoint="",
+                                      env=[f"{k}={v}" for k, v in args.items()],
+                                      workdir=s.settings.get("WorkingDir"), user=s.settings.get("User"))
+                try:
+                    self.out(f" ---> Running in {c.short_id}")
+                    c.start().close()
+                    code = c.wait()
+                    for line in c.logs().splitlines():
+                        self.out(line)
+                    if code:
+                        raise MinidockerError(f"Dockerfile line {inst.line}: RUN {inst.text}: the command "
+                                              f"returned a non-zero code: {code}", 1)
+                    cfg, layers_, _ = commit.snapshot(self.store, c, s.image, s.settings, created_by, pause=False)
+                finally:
+                    c.remove(force=True)
+            return self.save(cfg, layers_)
+        s.image = self.cached(created_by, make)
+
+    def copy(self, inst):
+        s, env = self.stage, self.stage.env()
+        items = [_dockerfile.expand(w, env) for w in _dockerfile.words(inst)]
+        if len(items) < 2:
+            raise _dockerfile.error(inst.line, f"{inst.cmd} needs a source and a destination")
+        *srcs, dest = items
+        dest_abs = posixpath.join(s.settings.get("WorkingDir") or "/", dest)
+        into_dir = dest.endswith("/") or len(srcs) > 1 or any(map(buildcontext.glob.has_magic, srcs))
+        into_dir = into_dir or _is_dir(s.image, dest_abs)
+        where = posixpath.normpath(dest_abs).lstrip("/") or "."
+        with self.source_root(inst) as (root, is_context), tempfile.TemporaryFile() as tar_file:
+            tar = buildcontext.SourceTar(tar_file)
+            for pattern in srcs:
+                for name, path in buildcontext.sources(root, pattern, context=is_context, ignore=self.ignore):
+                    if inst.cmd == "ADD" and is_context and buildcontext.is_archive(path):
+                        tar.add_archive(path, where)
+                    elif os.path.isdir(path):
+                        tar.add(path, where, self.ignore if is_context else None, root)
+                    else:
+                        tar.add(path, posixpath.join(where, name) if into_dir else where)
+            tar.close()
+            text = str(_dockerfile.Instruction(inst.cmd, " ".join(items), inst.line, inst.flags))
+
+            def make():
+                tar_file.seek(0)
+                return self.apply_tar(tar_file, f"/bin/sh -c #(nop) {text}")
+            s.image = self.cached(f"{text}\n{tar.digest()}", make)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def source_root(self, inst):
+        """The directory COPY reads from: the context, or a stage's (or image's) files for --from."""
+        src = inst.flags.get("from")
+        if not src:
+            yield self.context, True
+            return
+        stage = next((s for s in self.stages if s.name == src.lower()), None)
+        if stage is None and src.isdigit() and int(src) < len(self.stages):
+            stage = self.stages[int(src)]
+        image = stage.image if stage else self.base(src, inst.line)
+        if image is None or not image.layers:
+            raise MinidockerError(f"Dockerfile line {inst.line}: COPY --from={src}: that stage has no files", 1)
+        with mounted(self.store, image) as (rootfs, _):
+            yield rootfs, False
+
+    def apply_tar(self, tar_file, created_by):
+        """The current image plus one layer: the tar applied onto it (through an overlay, as a container would)."""
+        s = self.stage
+        with mounted(self.store, s.image) as (rootfs, upper):
+            layers.unpack(tar_file, rootfs, flatten=True)
+            if rootfs != upper:
+                overlay.unmount(rootfs)
+            desc, diff_id = commit.layer_blob(self.store, upper)
+        cfg = images.new_config(s.config, diff_ids=[diff_id], created_by=created_by)
+        return self.save(cfg, (s.image.layers if s.image else []) + [desc])
+
+    def save(self, cfg, layer_descs) -> images.Image:
+        """Store an image's config and manifest as blobs, without naming it."""
+        config_desc = self.store.put(oci.dumps(cfg), oci.CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": oci.MANIFEST, "config": config_desc, "layers": layer_descs}
+        return images.load(self.store, self.store.put(oci.dumps(manifest), oci.MANIFEST))
+
+    def cached(self, what: str, make) -> images.Image:
+        """The step's image from the cache, or made now and remembered."""
+        parent = self.stage.image.manifest_desc["digest"] if self.stage.image else "scratch"
+        key = hashlib.sha256(f"{parent}\n{what}".encode()).hexdigest()
+        path = self.store.root / "buildcache" / key
+        if not self.no_cache:
+            hit = _load(self.store, path)
+            if hit is not None:
+                self.out(" ---> Using cache")
+                return hit
+        image = make()
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        write_json(path, image.manifest_desc)
+        return image
+
+
+def _load(store, path):
+    """A cached step's image, if the cache names one whose blobs are all still in the store."""
+    try:
+        image = images.load(store, read_json(path))
+    except (FileNotFoundError, MinidockerError):
+        return None
+    if all(store.has_blob(d["digest"], d["size"]) for d in image.layers):
+        return image
+    return None
+
+
+def _is_dir(image, path) -> bool:
+    """Whether `path` is a directory in the image (its top-most layer that has it decides)."""
+    import stat
+    if image is None:
+        return False
+    for lower in image.lower_dirs():
+        try:
+            return stat.S_ISDIR(os.lstat(os.path.join(str(lower), path.lstrip("/"))).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return False
+
+
+@contextlib.contextmanager
+def mounted(store, image):
+    """(merged view, upper dir) of `image` on a throwaway writable layer; unmounted and deleted after."""
+    base = store.root / "build"
+    base.mkdir(mode=0o700, exist_ok=True)
+    tmp = base / secrets.token_hex(8)
+    tmp.mkdir(mode=0o700)
+    try:
+        for sub in ("upper", "work", "rootfs"):
+            (tmp / sub).mkdir(mode=0o755)
+        if image is None or not image.layers:
+            yield str(tmp / "upper"), str(tmp / "upper")
+            return
+        overlay.mount(image.lower_dirs(), tmp / "upper", tmp / "work", tmp / "rootfs")
+        try:
+            yield str(tmp / "rootfs"), str(tmp / "upper")
+        finally:
+            if overlay.is_mounted(tmp / "rootfs"):
+                overlay.unmount(tmp / "rootfs")
+    finally:
+        remove_tree(tmp)
+
+
+@contextlib.contextmanager
+def indexed(store, image):
+    """Make an unnamed image findable (a container needs that) for the duration of a step."""
+    present = any(m["digest"] == image.manifest_desc["digest"] for m in store.index()["manifests"])
+    if not present:
+        store.add_untagged(image.manifest_desc)
+    try:
+        yield
+    finally:
+        if not present:
+            store.forget(image.manifest_desc["digest"])

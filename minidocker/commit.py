@@ -1,0 +1,202 @@
+"""commit and diff: a container's writable layer becomes an image layer.
+
+    container.upper/  --write_layer-->  tar (sorted, whiteouts as .wh.)  --> blob
+    image config + that diff_id + one history entry                       --> config blob
+    image layers + the new layer + the config                             --> manifest, tag
+
+The layer is stored uncompressed, as docker keeps layers on its own disk (they
+are compressed when pushed): the commit then costs about one `tar -c` of the
+upper directory. A running container is frozen (its cgroup freezer) while its
+upper directory is read, as `docker commit` pauses by default, so the layer is
+one moment's state and not a mix of before and after.
+"""
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+
+from . import containers, dockerfile, images, oci
+from .changes import changes, is_opaque, is_whiteout, write_layer
+from .errors import MinidockerError, NotFound
+
+# The tar of an empty directory: two zero blocks. A commit that changes no file adds no layer.
+EMPTY_LAYER = "sha256:" + hashlib.sha256(bytes(1024)).hexdigest()
+
+
+def commit(store, name: str, repo: str = None, *, message: str = "", author: str = "", changes=(),
+           pause: bool = True, config: dict = None, created_by: str = None) -> images.Image:
+    """docker commit: the container's changes as a new image, tagged `repo` if given.
+
+    `config` replaces the container's settings as the image's runtime config
+    (build passes the image's own, so a RUN step does not become its CMD).
+    """
+    check_name(repo)
+    try:
+        c = containers.get(store, name)
+    except NotFound:
+        raise NotFound(f"No such container: {name}") from None
+    base = images.get(store, c.record["Image"])
+    settings = dict(config if config is not None else container_config(c, base))
+    for text in changes:
+        settings = dockerfile.change(settings, text)
+    if created_by is None:
+        created_by = " ".join((c.record["Config"].get("Entrypoint") or []) + c.record["Config"]["Cmd"])
+    cfg, layers, written = snapshot(store, c, base, settings, created_by, message=message, author=author,
+                                    pause=pause)
+    try:
+        return images.add(store, cfg, layers, repo)
+    except BaseException:
+        images.discard(store, written)
+        raise
+
+
+def snapshot(store, c, base, settings: dict, created_by: str, *, message="", author="", pause=True) -> tuple:
+    """(config, layers, blobs written) of the image a commit makes; nothing is named yet."""
+    with frozen(c, pause):
+        with upper_view(c, base) as upper:
+            desc, diff_id = layer_blob(store, upper)
+    empty = diff_id == EMPTY_LAYER
+    if empty:
+        images.discard(store, [desc["digest"]])   # docker: no change, no layer, only a history entry
+    cfg = images.new_config(base.config if base else {}, diff_ids=[] if empty else [diff_id],
+                            created_by=created_by, comment=message, author=author, empty_layer=empty)
+    cfg["config"] = {k: v for k, v in settings.items() if v not in (None, [], {}, "")}
+    layers = (base.layers if base else []) + ([] if empty else [desc])
+    return cfg, layers, [] if empty else [desc["digest"]]
+
+
+def container_config(c, image) -> dict:
+    """What docker commit keeps of a container's settings: the image's, as the container ran it."""
+    mine, theirs = c.record["Config"], image.config.get("config") or {}
+    keep = dict(theirs)
+    for key in ("User", "Env", "Cmd", "Entrypoint", "WorkingDir", "ExposedPorts", "Labels", "StopSignal"):
+        if key in mine:
+            keep[key] = mine[key]
+    return keep
+
+
+@contextlib.contextmanager
+def frozen(c, pause: bool = True):
+    """Freeze a running container's processes for the duration (docker commit --pause)."""
+    c.reload()
+    if not pause or c.status != "running":
+        yield
+        return
+    from .runtime import cgroups
+    group = cgroups.open(f"/minidocker/{c.id}")
+    group.freeze()
+    try:
+        yield
+    finally:
+        group.thaw()
+
+
+def layer_blob(store, upper) -> tuple:
+    """Write an upper directory as an (uncompressed) layer blob; (descriptor, diff_id)."""
+    with store.writer() as w:
+        diff_id = write_layer(upper, w)
+        size, digest = w.written, w.commit()
+    return {"mediaType": oci.LAYER, "digest": digest, "size": size}, diff_id
+
+
+def diff(store, name: str) -> list:
+    """docker diff: [(kind, path)] with kind A, C or D."""
+    c = containers.get(store, name)
+    base = images.get(store, c.record["Image"])
+    with upper_view(c, base) as upper:
+        return changes(upper, base.lower_dirs())
+
+
+# -- what the engine put there, not the user -----------------------------------------
+
+def engine_paths(c, base) -> list:
+    """Paths in the upper directory that only exist because the runtime mounted something there.
+
+    runc creates a missing mount point (/proc, /etc/hosts...) in the rootfs, and
+    overlay records it in upper, with a copy of the directory that holds it.
+    Docker keeps these in an "init" layer below the container's, so they never
+    reach a commit or a diff. We leave out the empty files and directories that
+    the image does not have, and directories copied up only to hold them.
+    """
+    try:
+        from .files import read_json
+        spec = read_json(c.dir / "config.json")
+    except FileNotFoundError:
+        return []
+    lowers = [str(d) for d in base.lower_dirs()]
+    found = set()
+    for m in spec.get("mounts") or []:
+        path = os.path.normpath("/" + m["destination"]).lstrip("/")
+        while path:   # the mount point, then the directories above it
+            here = c.dir / "upper" / path
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                break
+            below = _in_image(lowers, path)
+            if stat.S_ISDIR(st.st_mode):
+                mine = {os.path.basename(p) for p in found if os.path.dirname(p) == path}
+                engine_only = set(os.listdir(here)) <= mine and not is_opaque(here) and (
+                    below is None or (st.st_mode, st.st_uid, st.st_gid) == (below.st_mode, below.st_uid, below.st_gid))
+            else:
+                engine_only = below is None and stat.S_ISREG(st.st_mode) and st.st_size == 0
+            if not engine_only:
+                break
+            found.add(path)
+            path = os.path.dirname(path)
+    return sorted(found)
+
+
+def _in_image(lowers, path):
+    """The lstat of `path` in the top-most layer that has it, None if none has it (or one deleted it)."""
+    for lower in lowers:
+        try:
+            st = os.lstat(os.path.join(lower, path))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return None if is_whiteout(st) else st
+    return None
+
+
+@contextlib.contextmanager
+def upper_view(c, base):
+    """The upper directory, or a hardlinked copy of it without the engine's mount points."""
+    upper = c.dir / "upper"
+    skip = engine_paths(c, base)
+    if not skip:
+        yield upper
+        return
+    with tempfile.TemporaryDirectory(dir=c.dir, prefix=".view-") as tmp:
+        view = os.path.join(tmp, "upper")
+        _link_tree(str(upper), view, {os.path.join(str(upper), p) for p in skip})
+        yield view
+
+
+def _link_tree(src, dst, skip):
+    """Mirror `src` at `dst`: directories recreated with their metadata, everything else hardlinked."""
+    st = os.lstat(src)
+    os.mkdir(dst, stat.S_IMODE(st.st_mode))
+    for name in sorted(os.listdir(src)):
+        path = os.path.join(src, name)
+        if path in skip:
+            continue
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            _link_tree(path, os.path.join(dst, name), skip)
+        else:
+            os.link(path, os.path.join(dst, name), follow_symlinks=False)
+    for key in os.listxattr(src, follow_symlinks=False):
+        os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=False), follow_symlinks=False)
+    os.chown(dst, st.st_uid, st.st_gid)
+    os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def check_name(repo):
+    """A clear error for a bad REPO[:TAG] before any work is done."""
+    if repo:
+        from . import reference
+        try:
+            reference.parse(repo)
+        except MinidockerError as e:
+            raise MinidockerError(f"invalid reference format: {e}", 125) from None

@@ -16,9 +16,11 @@ Importing this module gives Image and Container a `_repr_svg_`, so a notebook
 cell that ends in an image or a container draws it.
 """
 import os
-import stat
 
 import graphviz
+
+from . import changes
+from .units import human_size
 
 
 FONT = "Helvetica"
@@ -61,8 +63,12 @@ def save_svg(graph: graphviz.Digraph, path) -> None:
 
 # -- images and containers -------------------------------------------------------
 
-def image_graph(store, images=None, containers=None) -> graphviz.Digraph:
-    """The content-addressed graph: index -> manifests -> config and layers; containers on top."""
+def image_graph(store, images=None, containers=None, commits=()) -> graphviz.Digraph:
+    """The content-addressed graph: index -> manifests -> config and layers; containers on top.
+
+    `commits` pairs (container, image) to draw a commit edge from the container to the layer it
+    became; an image whose config names its container (docker's "container" field) gets one too.
+    """
     from . import containers as _containers, images as _images
     images = _images.list_images(store) if images is None else images
     containers = _containers.all_containers(store) if containers is None else containers
@@ -82,7 +88,7 @@ def image_graph(store, images=None, containers=None) -> graphviz.Digraph:
         for chain, diff_id, desc in zip(img.chain_ids, img.diff_ids, img.layers):
             node = "l_" + short(chain)
             if node not in seen:   # a layer shared by two images is drawn once
-                g.node(node, f"layer {short(diff_id)}\\n{_size(desc.get('size', 0))} compressed",
+                g.node(node, f"layer {short(diff_id)}\\n{human_size(desc.get('size', 0))} compressed",
                        fillcolor=PALETTE["layer"])
                 if parent:
                     g.edge(parent, node, arrowhead="none", penwidth="2")
@@ -98,6 +104,12 @@ def image_graph(store, images=None, containers=None) -> graphviz.Digraph:
                fillcolor=PALETTE["container"], shape="box3d")
         if img and img.chain_ids:
             g.edge("l_" + short(img.chain_ids[-1]), node, arrowhead="none", penwidth="2")
+    drawn = {c.id for c in containers}
+    pairs = list(commits) + [(c, i) for i in images for c in containers if i.config.get("container") == c.id]
+    for c, img in pairs:
+        if c.id in drawn and img.chain_ids:
+            g.edge("k_" + c.short_id, "l_" + short(img.chain_ids[-1]), label="commit", style="dashed",
+                   color=PALETTE["current"], constraint="false")
     return g
 
 
@@ -108,28 +120,12 @@ def container_graph(container) -> graphviz.Digraph:
     return image_graph(container.store, imgs, [container])
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-
-
 # -- overlay ------------------------------------------------------------------------
 
 def is_whiteout(path) -> bool:
     """Overlay's whiteout: a character device with device number 0/0."""
     try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path) -> bool:
-    """An opaque directory (xattr trusted.overlay.opaque=y) hides the lower layers' contents."""
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+        return changes.is_whiteout(os.lstat(path))
     except OSError:
         return False
 
@@ -161,7 +157,7 @@ def supplier(path: str, upper, lowers: list):
         # an opaque parent directory or a whiteout of a parent stops the search going lower
         for i in range(1, len(parts)):
             parent = os.path.join(directory, *parts[:i])
-            if is_whiteout(parent) or is_opaque(parent):
+            if is_whiteout(parent) or changes.is_opaque(parent):
                 return (directory, "whiteout") if is_whiteout(parent) else None
     return None
 

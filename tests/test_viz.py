@@ -173,3 +173,19 @@ def test_the_lifecycle_panel_drives_a_real_container_through_every_state(store):
     with pytest.raises(ValueError):
         panel.do("pause")
     panel.widget()   # the same panel as buttons: builds without a front end
+
+
+def test_a_commit_is_drawn_from_the_container_to_the_new_layer(store):
+    base = bootstrap(store)
+    c = containers.create(store, "busybox", ["true"], name="committer")
+    try:
+        desc, diff_id = _one_file_layer(store, "changed.txt", b"x\n")
+        config = images.new_config(base.config, diff_ids=[diff_id], created_by="true")
+        config["container"] = c.id   # what docker records in a committed image's config
+        new = images.add(store, config, base.layers + [desc], tag="committed:1")
+        dot = viz.image_graph(store).source
+        assert f"k_{c.short_id} -> l_{viz.short(new.chain_ids[-1])} [label=commit" in dot
+        explicit = viz.image_graph(store, [base, new], [c], commits=[(c, base)]).source
+        assert f"k_{c.short_id} -> l_{viz.short(base.chain_ids[-1])} [label=commit" in explicit
+    finally:
+        c.remove()

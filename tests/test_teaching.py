@@ -91,6 +91,20 @@ def test_a_student_copy_fails_only_at_its_check_cells(student_copies, name, stor
 
 
 @pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_chapter_runs_twice_from_the_top_in_one_kernel(path, store_root):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    with client.setup_kernel():
+        for _ in range(2):   # a CellExecutionError here names the cell that is not idempotent
+            for i, cell in enumerate(nb.cells):
+                client.execute_cell(cell, i)
+    assert md("ps", "-aq", root=store_root).stdout == "", "the chapter removes the containers it made"
+
+
+@pytest.mark.root
 def test_the_demo_proves_a_real_container_and_leaves_none(store_root, tmp_path):
     svg = tmp_path / "out" / "demo.svg"
     r = subprocess.run([sys.executable, "-m", "minidocker.demo", "--diagram", str(svg)], capture_output=True,

@@ -24,12 +24,13 @@ from .ports import add_rules, claim_host_port, delete_rules, docker_ports, parse
 
 def connect(container_id: str, netns_path: str, network: str = DEFAULT, *, name=None,
             hostname=None, aliases=(), ports=(), hosts_path=None, root=None) -> dict:
-    """Connect the container whose network namespace is `netns_path`; returns its NetworkSettings."""
+    """Plug the container whose network namespace is `netns_path` in; its NetworkSettings."""
     specs = [p if isinstance(p, dict) else parse_publish(p) for p in ports]
     with _lock(root):
         net = _load(root, network, exit_code=125)
         if container_id in net["endpoints"]:
-            raise Conflict(f"container {container_id[:12]} is already connected to network {network}", 125)
+            raise Conflict(f"container {container_id[:12]} is already connected to network "
+                           f"{network}", 125)
         if not os.path.exists(netns_path):
             raise MinidockerError(f"no network namespace at {netns_path}", 125)
         name = name or container_id[:12]
@@ -71,7 +72,8 @@ def _claim_ports(root, specs) -> list:
         for other in claimed + result:
             same_ip = "0.0.0.0" in (other["host_ip"], spec["host_ip"]) or \
                 other["host_ip"] == spec["host_ip"]
-            if same_ip and (other["proto"], other["host_port"]) == (spec["proto"], spec["host_port"]):
+            same_port = (other["proto"], other["host_port"]) == (spec["proto"], spec["host_port"])
+            if same_ip and same_port:
                 raise MinidockerError(f"Bind for {spec['host_ip']}:{spec['host_port']} failed: "
                                       "port is already allocated", 125)
         result.append(claim_host_port(spec))
@@ -196,7 +198,7 @@ def _refresh_hosts(root, paths: dict) -> None:
 
 
 def reconcile(store_root=None, alive=None) -> None:
-    """After a crash: drop the endpoints of dead containers and every link or rule no record explains.
+    """After a crash: drop dead containers' endpoints and any link or rule no record explains.
 
     A container is dead when `alive(container_id)` says so (the engine knows),
     or when the host end of its veth pair is gone: the kernel deletes it

@@ -57,13 +57,13 @@ def _is_loopback(address: str) -> bool:
         return False
 
 
-def host_resolv_conf(path="/etc/resolv.conf") -> str:
+def host_resolv_conf(path="/etc/resolv.conf", upstream=SYSTEMD_UPSTREAM) -> str:
     """The host's resolv.conf, or systemd-resolved's upstream list behind its 127.0.0.53 stub."""
     text = Path(path).read_text()
-    servers = [w.split()[1] for w in text.splitlines() if w.split()[:1] == ["nameserver"]
-               and len(w.split()) > 1]
-    if servers == [SYSTEMD_STUB] and os.path.exists(SYSTEMD_UPSTREAM):
-        return Path(SYSTEMD_UPSTREAM).read_text()
+    servers = [line.split()[1] for line in text.splitlines()
+               if line.split()[:1] == ["nameserver"] and len(line.split()) > 1]
+    if servers == [SYSTEMD_STUB] and os.path.exists(upstream):
+        return Path(upstream).read_text()
     return text
 
 

@@ -73,9 +73,8 @@ def _save(root, net) -> None:
 
 
 def _load(root, name, exit_code=1) -> dict:
-    path = _dir(root) / f"{name}.json"
-    if path.exists() and NAME.fullmatch(name):
-        return read_json(path)
+    if NAME.fullmatch(name) and (_dir(root) / f"{name}.json").exists():
+        return read_json(_dir(root) / f"{name}.json")
     if name == DEFAULT:  # created on first use, as dockerd creates docker0 at start
         return _new(root, DEFAULT, None, None, _default_bridge())
     raise NotFound(f"network {name} not found", exit_code)
@@ -104,7 +103,8 @@ def _taken_networks(root) -> list:
     taken = [ipaddress.ip_network(n["subnet"]) for n in _all(root)]
     with IPRoute() as ipr:
         for a in ipr.addr("dump", family=2):
-            taken.append(ipaddress.ip_interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}").network)
+            address = f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+            taken.append(ipaddress.ip_interface(address).network)
         for r in ipr.route("dump", family=2):
             if r["dst_len"] and r.get_attr("RTA_DST"):
                 taken.append(ipaddress.ip_network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}"))
@@ -148,8 +148,8 @@ def create_network(name: str, subnet=None, gateway=None, *, root=None) -> dict:
         _load(root, DEFAULT)  # the default network takes the first free subnet
         used = {n["bridge"] for n in _all(root)}
         with IPRoute() as ipr:
-            bridge = next(f"minidocker{i}" for i in range(1, 10000)
-                          if f"minidocker{i}" not in used and not ipr.link_lookup(ifname=f"minidocker{i}"))
+            bridge = next(b for b in (f"minidocker{i}" for i in range(1, 10000))
+                          if b not in used and not ipr.link_lookup(ifname=b))
         net = _new(root, name, subnet, gateway, bridge)
         try:
             _ensure_bridge(root, net)
@@ -202,7 +202,8 @@ def remove_network(name: str, *, root=None) -> None:
         net = _load(root, name)
         if net["endpoints"]:
             users = ", ".join(e["name"] for e in net["endpoints"].values())
-            raise Conflict(f"error while removing network: network {name} has active endpoints ({users})")
+            raise Conflict(f"error while removing network: network {name} has active endpoints "
+                           f"({users})")
         _drop_network(root, net)
 
 
@@ -221,7 +222,8 @@ def inspect_network(name: str, *, root=None) -> dict:
             "Driver": "bridge", "Options": {"com.docker.network.bridge.name": net["bridge"]},
             "IPAM": {"Driver": "default",
                      "Config": [{"Subnet": net["subnet"], "Gateway": net["gateway"]}]},
-            "Containers": {cid: {"Name": ep["name"], "EndpointID": ep["id"], "MacAddress": ep["mac"],
+            "Containers": {cid: {"Name": ep["name"], "EndpointID": ep["id"],
+                                 "MacAddress": ep["mac"],
                                  "IPv4Address": f"{ep['ip']}/{net['subnet'].split('/')[1]}"}
                            for cid, ep in net["endpoints"].items()}}
 
@@ -237,7 +239,8 @@ def list_networks(*, root=None) -> list:
 
 def to_dot(*, root=None) -> str:
     """Graphviz DOT text of the networks: host, bridges, veth pairs, containers."""
-    lines = ['digraph network {', '  rankdir="LR"; node [shape=box, fontname="Helvetica"]; edge [fontname="Helvetica"];',
+    lines = ['digraph network {', '  rankdir="LR";',
+             '  node [shape=box, fontname="Helvetica"]; edge [fontname="Helvetica"];',
              '  host [label="host netns\\nrouting + NAT", shape=ellipse];']
     with _lock(root):
         nets = _all(root)

@@ -48,7 +48,8 @@ def parse_publish(text: str) -> dict:
         try:
             ipaddress.IPv4Address(ip)
         except ValueError:
-            raise MinidockerError(f"invalid IP address in -p {raw}: {ip} (IPv4 only)", 125) from None
+            raise MinidockerError(f"invalid IP address in -p {raw}: {ip} (IPv4 only)",
+                                  125) from None
     spec = {"host_ip": ip or "0.0.0.0", "host_port": _port(host, "hostPort", raw, allow_empty=True),
             "container_port": _port(container, "containerPort", raw), "proto": proto}
     return spec

@@ -44,3 +44,11 @@ def test_rewriting_in_place_keeps_the_inode_a_bind_mount_holds(tmp_path):
     inode = os.stat(path).st_ino
     etcfiles.write_in_place(path, "short\n")
     assert os.stat(path).st_ino == inode and path.read_text() == "short\n"
+
+
+def test_behind_systemd_resolved_the_upstream_servers_are_used(tmp_path):
+    stub, upstream = tmp_path / "resolv.conf", tmp_path / "upstream.conf"
+    stub.write_text("# systemd-resolved stub\nnameserver 127.0.0.53\noptions edns0\n")
+    assert etcfiles.host_resolv_conf(stub, upstream) == stub.read_text()  # no upstream file
+    upstream.write_text("nameserver 10.0.0.2\n")
+    assert etcfiles.host_resolv_conf(stub, upstream) == "nameserver 10.0.0.2\n"

@@ -39,10 +39,10 @@ def save(store, names, out) -> None:
         entry = chosen.setdefault(image.manifest_desc["digest"], (image, []))
         try:
             ref = reference.parse(name)
-            if str(ref) in image.tags:
-                entry[1].append(ref)
         except MinidockerError:
-            entry[1].extend(reference.parse(t) for t in image.tags)   # by ID: all its tags
+            continue   # saved by ID: no name, as docker does
+        if str(ref) in image.tags and ref not in entry[1]:
+            entry[1].append(ref)
     try:
         tar = tarfile.open(out, "w", format=tarfile.PAX_FORMAT) if isinstance(out, str) \
             else tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)   # a pipe cannot seek

@@ -150,8 +150,8 @@ class Client:
         if push:
             return MinidockerError(f"denied: {who} may not push to {self.registry}/{self.repository} "
                                    "(insufficient scope; try minidocker login)")
-        return MinidockerError(f"unauthorized: {who} may not pull {self.registry}/{self.repository} "
-                               "(wrong credentials, or the repository is private)")
+        return MinidockerError(f"unauthorized: {who} may not pull {self.registry}/{self.repository}: the repository "
+                               "does not exist or needs `minidocker login` (with the right password)")
 
     def error(self, r, what=None):
         """A one-line error from a registry's {"errors": [...]} answer."""

@@ -219,3 +219,17 @@ def test_not_an_archive_and_an_artifact_are_one_line_errors(store, tmp_path):
     with pytest.raises(MinidockerError, match="not a runnable image"):
         archive.load(store, str(tmp_path / "artifact.tar"))
     assert_empty(store)
+
+
+def test_several_tags_by_id_and_gzip(image, store, tmp_path):
+    images.tag(image.store, NAME, "minidocker/other:v2")
+    try:
+        archive.save(image.store, [NAME, "minidocker/other:v2", image.id], str(tmp_path / "two.tar"))
+        (tmp_path / "two.tar.gz").write_bytes(gzip.compress((tmp_path / "two.tar").read_bytes()))
+        [loaded] = archive.load(store, str(tmp_path / "two.tar.gz"))
+        assert sorted(loaded.tags) == ["docker.io/minidocker/other:v2", NAME] and loaded.id == image.id
+        archive.save(image.store, [image.id], str(tmp_path / "by-id.tar"))
+        with tarfile.open(tmp_path / "by-id.tar") as tar:
+            assert json.load(tar.extractfile("manifest.json"))[0]["RepoTags"] == []
+    finally:
+        images.remove(image.store, "minidocker/other:v2")

@@ -180,7 +180,8 @@ def test_docker_media_types_pull_with_the_image_id_unchanged(busybox, registry, 
            f"oci:{busybox.store.layout}:docker.io/library/busybox:latest", f"docker://{name}")
     image = pull.pull(store, name, progress=False)
     assert image.manifest["mediaType"] == oci.DOCKER_MANIFEST
-    assert image.diff_ids == busybox.diff_ids
+    assert image.manifest["config"]["mediaType"] == oci.DOCKER_CONFIG
+    assert image.id == busybox.id and image.diff_ids == busybox.diff_ids
 
 
 @pytest.mark.slow

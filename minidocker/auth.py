@@ -99,6 +99,7 @@ class Authenticator:
         self.session, self.registry, self.credentials = session, registry, credentials
         self.challenge = None       # (scheme, params) from the last 401
         self.tokens = {}            # scope -> (token, expiry time)
+        self.trace = []             # shared with the Client: what was asked, and how it went
 
     def header(self, scope: str):
         """The Authorization header for a request needing `scope`, if we know how to make one."""
@@ -142,6 +143,7 @@ class Authenticator:
         auth = self.credentials if self.credentials else None
         try:
             r = self.session.get(realm, params=query, auth=auth, timeout=30)
+            self.trace.append(("GET", r.url, r.status_code, "Basic" if auth else None))
         except requests.RequestException as e:
             raise MinidockerError(f"cannot reach the token server {realm}: {_reason(e)}") from None
         if r.status_code == 401:

@@ -86,6 +86,8 @@ class Client:
         if credentials is None:
             credentials = get_credentials(registry, root)
         self.auth = Authenticator(self.session, registry, credentials)
+        # Every exchange as (method, url, status, credentials sent): the token dance, for the notebook.
+        self.trace = self.auth.trace = []
         self.retry_sleep = time.sleep   # tests may speed this up
 
     def scope(self, push=False, repository=None) -> str:
@@ -107,6 +109,7 @@ class Client:
                 body = data() if callable(data) else data   # a callable gives a fresh stream per try
                 r = self.session.request(method, url, headers=h, data=body, stream=True,
                                          allow_redirects=False, timeout=(10, 120))
+                self.trace.append((method, url, r.status_code, h.get("Authorization", "").split(" ")[0] or None))
             except requests.RequestException as e:
                 attempt += 1
                 if attempt > RETRIES or "Connection refused" in str(e):

@@ -239,8 +239,14 @@ def test_token_registry_lets_anyone_pull_and_only_student_push(busybox, token_re
     scopes = [s for _, ss in token_registry.token_server.requests for s in ss]
     assert "repository:minidocker/test:pull,push" in scopes
     token_registry.token_server.requests.clear()
-    assert pull.pull(store, name, progress=False).id == busybox.id
+    client = Client(token_registry.host, "minidocker/test")
+    assert pull.pull(store, name, progress=False, client=client).id == busybox.id
     assert token_registry.token_server.requests == [(None, ["repository:minidocker/test:pull"])]
+    # The token dance: refused, a token from the realm, then the same request with it.
+    (m1, u1, s1, a1), (m2, u2, s2, a2), (m3, u3, s3, a3) = client.trace[:3]
+    assert (s1, a1) == (401, None) and "/manifests/v1" in u1
+    assert u2.startswith(token_registry.token_server.url + "/token?") and s2 == 200
+    assert (u3, s3, a3) == (u1, 200, "Bearer")
     with pytest.raises(MinidockerError, match="incorrect username or password"):
         Client(token_registry.host, "minidocker/test", credentials=(USER, "wrong")).ping()
 

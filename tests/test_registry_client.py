@@ -246,6 +246,8 @@ def test_a_layer_whose_content_is_not_its_diff_id_leaves_nothing(fake, store):
     (lambda m, h: (b'{"schemaVersion":1,"name":"x"}', {"Content-Type": "application/vnd.docker.distribution.manifest.v1+prettyjws"}),
      "schema 1"),
     (lambda m, h: (b"not json", {"Content-Type": oci.MANIFEST}), "not valid JSON"),
+    (lambda m, h: (m.replace(b'"digest":"sha256:', b'"digest":"sha256:../../', 2), {"Content-Type": oci.MANIFEST}),
+     "invalid digest"),
 ])
 def test_bad_manifests_are_refused(fake, store, mutate, message):
     manifest, config, layer = small_image()
@@ -283,3 +285,10 @@ def test_unauthorized_without_credentials(fake, store):
     with pytest.raises(MinidockerError, match="unauthorized: anonymous"):
         pull.pull(store, f"{fake.host}/{REPO}:v1", progress=False)
     left_nothing(store)
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1:1/a/../../b:v1", "127.0.0.1:1/a:../x", "127.0.0.1:1/Upper:v1",
+                                  "127.0.0.1:1/a:" + "x" * 129, "127.0.0.1:1/a@sha256:abc"])
+def test_bad_names_are_refused_before_any_request(store, name):
+    with pytest.raises(MinidockerError, match="invalid reference format"):
+        pull.pull(store, name, progress=False)

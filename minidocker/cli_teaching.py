@@ -14,6 +14,7 @@ from .errors import MinidockerError
 def _content_store():
     from .viz import PALETTE, new_graph
     g = new_graph("content_store", "LR")
+    g.attr(label="every box is a file under blobs/sha256/, named by the digest of its bytes", labelloc="b")
     g.node("index", "index.json\\n(tag -> manifest digest)", fillcolor=PALETTE["index"], shape="folder")
     g.node("manifest", "manifest\\nsha256:1f2e...", fillcolor=PALETTE["manifest"])
     g.node("config", "config\\nsha256:7813... = image ID", fillcolor=PALETTE["config"], shape="note")
@@ -22,22 +23,23 @@ def _content_store():
         g.edge("manifest", f"layer{i}", label="layers[%d]" % i)
     g.edge("index", "manifest", label="manifests[]")
     g.edge("manifest", "config", label="config")
-    g.node("blobs", "blobs/sha256/<hex>: every box above is a file named by its digest",
-           shape="plaintext", style="")
     return g
 
 
 def _image_vs_container():
     from .viz import PALETTE, new_graph
     g = new_graph("image_vs_container", "BT")
-    g.node("l0", "layer: base files", fillcolor=PALETTE["layer"])
-    g.node("l1", "layer: busybox", fillcolor=PALETTE["layer"])
-    g.edge("l0", "l1", arrowhead="none", penwidth="2")
+    g.attr(label="containers = instances: each adds its own writable layer and a process", labelloc="t")
+    with g.subgraph(name="cluster_image") as image:
+        image.attr(label="image = read-only layers + config (the class)", labelloc="b", style="rounded,dashed",
+                   color=PALETTE["edge"])
+        image.node("l0", "layer: base files", fillcolor=PALETTE["layer"])
+        image.node("l1", "layer: busybox", fillcolor=PALETTE["layer"])
+        image.node("config", "config: Cmd, Env", fillcolor=PALETTE["config"], shape="note")
+        image.edge("l0", "l1", arrowhead="none", penwidth="2")
     for name in ("web", "worker"):
         g.node(name, f"container {name}\\nwritable layer + process", fillcolor=PALETTE["container"], shape="box3d")
         g.edge("l1", name, arrowhead="none", penwidth="2")
-    g.node("img", "image = the read-only layers + config (the class)", shape="plaintext", style="")
-    g.node("inst", "containers = instances: each adds its own layer on top", shape="plaintext", style="")
     return g
 
 

@@ -59,7 +59,7 @@ def create(image, command=None, *, name=None, environment=(), workdir=None, host
     return _containers.create(store(), image, command, name=name, env=list(environment), workdir=workdir,
                               hostname=hostname, user=user, entrypoint=entrypoint, tty=tty,
                               stdin_open=stdin_open, auto_remove=remove, resources=resources,
-                              network=network, ports=ports, labels=labels)
+                              network=network, ports=ports, publish_all=publish_all, labels=labels)
 
 
 def run(image, command=None, *, detach=False, name=None, **options) -> Container:

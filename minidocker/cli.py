@@ -158,9 +158,18 @@ class _Parser(argparse.ArgumentParser):
 def parser():
     p = _Parser(prog="minidocker", description="A small, real Docker, in Python.")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    groups = {}
     for name, (func, help, arguments) in VERBS.items():
+        where = sub
+        if " " in name:   # "network create": a verb of the group "network"
+            group, name = name.split(" ", 1)
+            if group not in groups:
+                gp = sub.add_parser(group, help=f"Manage {group}s", add_help=False)
+                gp.add_argument("--help", action="help", help="show this help")
+                groups[group] = gp.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+            where = groups[group]
         # -h is --hostname for run, as in docker, so help is only --help
-        sp = sub.add_parser(name, help=help, description=help, add_help=False)
+        sp = where.add_parser(name, help=help, description=help, add_help=False)
         sp.add_argument("--help", action="help", help="show this help")
         for flags, options in arguments:
             sp.add_argument(*flags, **options)

@@ -31,7 +31,7 @@ def _create(a, auto_remove=False):
     return containers.create(store, a.image, a.command or None, name=a.name, env=env + a.env, workdir=a.workdir,
                              hostname=a.hostname, user=a.user, entrypoint=a.entrypoint, tty=a.tty,
                              stdin_open=a.interactive, auto_remove=auto_remove, resources=_resources(a),
-                             network=a.network, ports=a.publish, labels=labels)
+                             network=a.network, ports=a.publish, publish_all=a.publish_all, labels=labels)
 
 
 def _resources(a):
@@ -141,7 +141,7 @@ def cmd_ps(a):
 
 
 def _ports(c):
-    return ", ".join(c.state.get("Ports", [])) if c.status == "running" else ""
+    return ", ".join(c.state.get("Ports") or []) if c.status == "running" else ""
 
 
 def _each(names, action):

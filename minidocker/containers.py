@@ -161,9 +161,11 @@ class Container:
 
     def inspect(self) -> dict:
         """The container as docker inspect shows it."""
-        state = {k: v for k, v in self.state.items() if k[0].isupper() and not k.startswith("Monitor")}
+        private = ("MonitorPid", "MonitorStart", "InitStart", "AttachedNetworks", "Ports", "NetworkSettings")
+        state = {k: v for k, v in self.state.items() if k not in private}
         state["Running"] = self.status == "running"
-        return {**self.record, "State": state, "LogPath": str(self.dir / "log"),
+        network = self.state.get("NetworkSettings") or {"Networks": {}, "Ports": {}}
+        return {**self.record, "State": state, "NetworkSettings": network, "LogPath": str(self.dir / "log"),
                 "ResolvConfPath": str(self.dir / "resolv.conf"), "HostnamePath": str(self.dir / "hostname"),
                 "HostsPath": str(self.dir / "hosts"),
                 "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": str(self.dir / "upper"),
@@ -212,10 +214,12 @@ def get(store: Store, name: str) -> Container:
 
 def create(store: Store, image: str, command=None, *, name=None, env=(), workdir=None, hostname=None,
            user=None, entrypoint=None, tty=False, stdin_open=False, auto_remove=False, resources=None,
-           network="bridge", ports=(), mounts=(), labels=None) -> Container:
+           network="bridge", ports=(), publish_all=False, mounts=(), labels=None) -> Container:
     """docker create: a record, an empty writable layer, nothing running yet."""
+    from . import netmode
     img = images.get(store, image)
     ic = img.config.get("config") or {}
+    ports = netmode.check(store, network, ports, publish_all, ic.get("ExposedPorts"))
     if entrypoint is not None:
         entry, cmd = ([entrypoint] if entrypoint else []), list(command or [])
     else:
@@ -335,7 +339,7 @@ def release(c: Container) -> None:
         runtime.delete(c.id, force=True, root=runtime_root(c.store))
     except NotFound:
         pass
-    if c.state.get("Networks"):   # pyroute2 is slow to import: only when there is something to undo
+    if read_json(c.dir / "state.json").get("AttachedNetworks"):   # pyroute2 is slow to import
         from . import endpoints
         endpoints.release(c.id, root=c.store.root)
     if overlay.is_mounted(c.dir / "rootfs"):

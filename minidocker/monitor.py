@@ -133,7 +133,7 @@ def main(root, cid, attach):
         _release(c)
         state = read_json(c.dir / "state.json")
         state.update(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom,
-                     FinishedAt=units.now_iso())
+                     FinishedAt=units.now_iso(), AttachedNetworks=[], Ports=[])
         write_json(c.dir / "state.json", state)
     if c.record["HostConfig"].get("AutoRemove"):
         try:
@@ -145,7 +145,7 @@ def main(root, cid, attach):
 
 def _start(c, attach):
     """Mount, write the bundle, create and start the init; returns (pid, output fds, console fd)."""
-    from . import bundle, overlay, runtime
+    from . import bundle, netmode, overlay, runtime
     from .containers import runtime_root
     from .images import get
     from .runtime.statedir import start_time
@@ -153,10 +153,11 @@ def _start(c, attach):
     if not overlay.is_mounted(rootfs):
         overlay.mount(get(c.store, c.record["Image"]).lower_dirs(), c.dir / "upper", c.dir / "work", rootfs)
     cfg = c.record["Config"]
-    (c.dir / "hostname").write_text(cfg["Hostname"] + "\n")
+    namespaces, mounts = netmode.bundle_parts(c)
     spec = bundle.spec(str(rootfs), (cfg.get("Entrypoint") or []) + cfg["Cmd"], env=cfg["Env"],
                        cwd=cfg["WorkingDir"], user=cfg["User"], hostname=cfg["Hostname"], terminal=cfg["Tty"],
-                       cgroups_path=f"/minidocker/{c.id}", resources=c.record["HostConfig"].get("Resources"))
+                       cgroups_path=f"/minidocker/{c.id}", resources=c.record["HostConfig"].get("Resources"),
+                       namespaces=namespaces, mounts=mounts)
     bundle.write(c.dir, spec)
     console = None
     if cfg["Tty"]:
@@ -174,6 +175,10 @@ def _start(c, attach):
                 os.close(fd)
         outputs = [(out_r, "stdout"), (err_r, "stderr")]
     state = read_json(c.dir / "state.json")
+    if netmode.needs_endpoint(c):   # recorded first, so that release() undoes a half-made connection
+        state["AttachedNetworks"] = [c.record["HostConfig"]["NetworkMode"]]
+        write_json(c.dir / "state.json", state)
+    state.update(netmode.connect(c, pid))
     state.update(Status="running", Running=True, Pid=pid, InitStart=start_time(pid), ExitCode=0, Error="",
                  OOMKilled=False, MonitorPid=os.getpid(), MonitorStart=start_time(os.getpid()),
                  StartedAt=units.now_iso(), FinishedAt="0001-01-01T00:00:00Z")
@@ -296,7 +301,7 @@ def _failed(c, message, code):
     except MinidockerError:
         pass
     state = read_json(c.dir / "state.json")
-    state.update(ExitCode=code, Error=message, Running=False, Pid=0)
+    state.update(ExitCode=code, Error=message, Running=False, Pid=0, AttachedNetworks=[], Ports=[])
     if state["Status"] == "running":
         state["Status"] = "exited"
     write_json(c.dir / "state.json", state)

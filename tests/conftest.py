@@ -95,10 +95,19 @@ def no_leaks(request):
 
 @pytest.fixture
 def store_root(tmp_path, monkeypatch):
-    """A fresh store root for the test, as $MINIDOCKER_ROOT."""
+    """A fresh store root for the test, as $MINIDOCKER_ROOT, with its own default bridge.
+
+    The machine's own store (/var/lib/minidocker, which the notebooks use)
+    owns minidocker0; a test store gets `minidockert` and gives it back, with
+    every network it made, when the test ends.
+    """
     root = tmp_path / "store"
     monkeypatch.setenv("MINIDOCKER_ROOT", str(root))
-    return root
+    monkeypatch.setenv("MINIDOCKER_BRIDGE", "minidockert")
+    yield root
+    if (root / "networks").exists():
+        from minidocker import endpoints
+        endpoints.remove_all(root=root)
 
 
 @pytest.fixture

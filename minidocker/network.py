@@ -167,7 +167,8 @@ def _ensure_bridge(root, net) -> None:
         if found:
             if ipr.link("get", index=found[0])[0].get_attr("IFLA_IFALIAS") != tag:
                 raise Conflict(f"bridge {net['bridge']} already exists and does not belong to "
-                               f"network {net['name']} of this store ({_root(root)})")
+                               f"network {net['name']} of this store ({_root(root)}); another "
+                               "store uses it? set MINIDOCKER_BRIDGE for another default bridge")
         else:
             ipr.link("add", ifname=net["bridge"], kind="bridge")
             index = ipr.link_lookup(ifname=net["bridge"])[0]

@@ -112,7 +112,8 @@ class Client:
                 self.trace.append((method, url, r.status_code, h.get("Authorization", "").split(" ")[0] or None))
             except requests.RequestException as e:
                 attempt += 1
-                if attempt > RETRIES or "Connection refused" in str(e):
+                transient = isinstance(e, (requests.ConnectionError, requests.Timeout))
+                if attempt > RETRIES or not transient or "Connection refused" in str(e):
                     raise MinidockerError(f"cannot reach registry {self.registry}: {_reason(e)}") from None
                 self.retry_sleep(min(2 ** attempt, MAX_WAIT))
                 continue
@@ -125,6 +126,8 @@ class Client:
             if r.status_code in (301, 302, 303, 307, 308) and "Location" in r.headers and hops < 5:
                 # Follow by hand: a CDN on another host must not see our token.
                 url, hops = urljoin(url, r.headers["Location"]), hops + 1
+                if urlsplit(url).scheme not in ("http", "https"):
+                    raise MinidockerError(f"{self.registry} redirected to {url.split(':')[0]}:, which is not HTTP")
                 if r.status_code == 303:
                     method, data = "GET", None
                 r.close()

@@ -78,6 +78,25 @@ def claim_host_port(spec: dict) -> dict:
         return dict(spec, host_port=s.getsockname()[1])
 
 
+def reserve(spec: dict) -> socket.socket:
+    """A socket bound to the host port, so no host program can take it while it is published.
+
+    DNAT never hands packets to this socket (they are rewritten before the
+    host would deliver them); it only makes a later bind() by anyone else
+    fail, as docker does. Whoever outlives the container (its monitor)
+    keeps it open. No SO_REUSEADDR, which would let another such socket in.
+    """
+    kind = socket.SOCK_STREAM if spec["proto"] == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind((spec["host_ip"], spec["host_port"]))
+    except OSError as e:
+        s.close()
+        raise MinidockerError(f"Bind for {spec['host_ip']}:{spec['host_port']} failed: "
+                              f"port is already in use ({e.strerror})", 125) from None
+    return s
+
+
 def docker_ports(specs) -> dict:
     """The "Ports" map of docker inspect: {"80/tcp": [{"HostIp":..., "HostPort":...}]}."""
     ports = {}

@@ -278,6 +278,21 @@ def test_a_udp_port_is_published_too(lab):
     echo.wait(timeout=5)
 
 
+def test_a_reserved_published_port_cannot_be_taken_by_a_host_program(lab, tmp_path):
+    box = lab()
+    port = free_port()
+    got = network.connect(A, box.path, ports=[f"{port}:80"])
+    held = [ports.reserve(ports.parse_publish(f"{port}:80"))]  # what the monitor would hold
+    try:
+        with socket.socket() as intruder, pytest.raises(OSError):
+            intruder.bind(("127.0.0.1", port))
+        httpd(box, tmp_path, "still ours\n")  # and the traffic still goes to the container
+        assert http_get("127.0.0.1", port).endswith("still ours\n")
+    finally:
+        held[0].close()
+    assert got["Ports"]["80/tcp"][0]["HostPort"] == str(port)
+
+
 def test_a_port_already_in_use_is_an_error_and_nothing_is_set_up(lab):
     box, other = lab(), lab()
     with socket.socket() as busy:

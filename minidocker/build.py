@@ -45,9 +45,12 @@ class Stage:
         return {**{k: v for k, v in self.args.items() if v is not None}, **dockerfile.env_dict(self.settings)}
 
 
-def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=False,
-          out=print) -> images.Image:
-    """docker build CONTEXT [-f Dockerfile] [-t tag]...: the final image, named by `tags`."""
+def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=False, out=print,
+          network="bridge") -> images.Image:
+    """docker build CONTEXT [-f Dockerfile] [-t tag]...: the final image, named by `tags`.
+
+    `network` is the RUN containers' network (docker build --network): bridge, or none.
+    """
     context = os.path.abspath(context)
     if not os.path.isdir(context):
         raise MinidockerError(f"unable to prepare context: path {context!r} not found", 1)
@@ -63,7 +66,7 @@ def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=Fa
         except MinidockerError as e:
             raise MinidockerError(f"invalid tag {t!r}: {e}", 125) from None
     steps = _dockerfile.parse(text)
-    builder = Builder(store, context, dict(build_args or {}), no_cache, out)
+    builder = Builder(store, context, dict(build_args or {}), no_cache, out, network)
     for number, inst in enumerate(steps, 1):
         out(f"Step {number}/{len(steps)} : {inst}")
         builder.step(inst)
@@ -84,8 +87,8 @@ _dockerfile = dockerfile   # `build(dockerfile=...)` shadows the module's name i
 class Builder:
     """The state of one build: stages done so far and the one being built."""
 
-    def __init__(self, store, context, build_args, no_cache, out):
-        self.store, self.context, self.build_args = store, context, build_args
+    def __init__(self, store, context, build_args, no_cache, out, network="bridge"):
+        self.store, self.context, self.build_args, self.network = store, context, build_args, network
         self.no_cache, self.out = no_cache, out
         self.ignore = buildcontext.Ignore(context)
         self.meta, self.stages, self.stage = {}, [], None
@@ -157,7 +160,8 @@ class Builder:
             with indexed(self.store, s.image):
                 c = containers.create(self.store, s.image.id, argv, entrypoint="",
                                       env=[f"{k}={v}" for k, v in args.items()],
-                                      workdir=s.settings.get("WorkingDir"), user=s.settings.get("User"))
+                                      workdir=s.settings.get("WorkingDir"), user=s.settings.get("User"),
+                                      network=self.network)
                 try:
                     self.out(f" ---> Running in {c.short_id}")
                     c.start().close()

@@ -28,7 +28,8 @@ def cmd_diff(a):
       arg("context", help="the build context directory"),
       arg("-t", "--tag", action="append", default=[]), arg("-f", "--file", help="the Dockerfile"),
       arg("--build-arg", action="append", default=[], help="NAME=VALUE"),
-      arg("--no-cache", action="store_true"), arg("-q", "--quiet", action="store_true"))
+      arg("--no-cache", action="store_true"), arg("-q", "--quiet", action="store_true"),
+      arg("--network", default="bridge", help="the RUN steps' network: bridge (default) or none"))
 def cmd_build(a):
     from . import build
     from .errors import MinidockerError
@@ -40,7 +41,7 @@ def cmd_build(a):
         args[key] = value if eq else None
     out = (lambda line: None) if a.quiet else (lambda line: print(line, flush=True))
     image = build.build(_store(), a.context, dockerfile=a.file, tags=a.tag, build_args=args,
-                        no_cache=a.no_cache, out=out)
+                        no_cache=a.no_cache, out=out, network=a.network)
     print(image.id if a.quiet else f"Successfully built {image.short_id}")
     if not a.quiet:
         for t in a.tag:

@@ -137,7 +137,7 @@ def test_engine_mount_points_stay_out_of_the_layer(store, base, tmp_path):
     from minidocker import build
     (tmp_path / "ctx").mkdir()
     (tmp_path / "ctx" / "Dockerfile").write_text("FROM scratch\nCOPY --from=busybox /bin/busybox /bin/busybox\n")
-    build.build(store, tmp_path / "ctx", tags=["bare"], out=lambda line: None)
+    build.build(store, tmp_path / "ctx", tags=["bare"], out=lambda line: None, network="none")
     c = containers.create(store, "bare", ["/bin/busybox", "true"], network="none")
     c.start().close()
     assert c.wait() == 0

@@ -22,7 +22,7 @@ O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_REAL_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LINKS = 40          # like the kernel's ELOOP limit
 MAX_CACHED = 4096
-RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_IN_ROOT = 0x01, 0x02, 0x04, 0x10
 SYS_OPENAT2 = 437       # the same number on every architecture
 
 
@@ -41,14 +41,34 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-def resolve_in_root(rootfd: int, path: str, flags: int = os.O_PATH | os.O_CLOEXEC) -> int:
-    """openat2(rootfd, path, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS): a descriptor, never outside."""
+def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
-    how = _OpenHow(flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    fd = libc.syscall(SYS_OPENAT2, rootfd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+    how = _OpenHow(flags, 0, resolve)
+    fd = libc.syscall(SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
+    return fd
+
+
+def resolve_in_root(rootfd: int, path: str, flags: int = os.O_PATH | os.O_CLOEXEC) -> int:
+    """openat2(rootfd, path, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS): a descriptor, never outside."""
+    return _openat2(rootfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+
+def _open_to_remove(pfd: int, name: str) -> int:
+    """Open directory `name` for emptying: never through a symlink, never into a mount (even a bind)."""
+    try:
+        return _openat2(pfd, name, O_REAL_DIR, RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS)
+    except OSError as e:
+        if e.errno == errno.EXDEV:
+            raise MinidockerError(f"refusing to remove {name}: it is a mount point") from None
+        if e.errno != errno.ENOSYS:
+            raise
+    fd = os.open(name, O_REAL_DIR, dir_fd=pfd)   # before Linux 5.6: another filesystem at least
+    if os.fstat(fd).st_dev != os.fstat(pfd).st_dev:
+        os.close(fd)
+        raise MinidockerError(f"refusing to remove {name}: it is a mount point")
     return fd
 
 
@@ -238,7 +258,7 @@ class Confined:
             if path not in keep:
                 self._replace(fd, entry.name)
             elif entry.is_dir(follow_symlinks=False):
-                sub = os.open(entry.name, O_REAL_DIR, dir_fd=fd)
+                sub = _open_to_remove(fd, entry.name)
                 try:
                     self.prune(sub, path, keep)
                 finally:
@@ -289,13 +309,10 @@ class Confined:
 
 def _remove_tree(pfd, name):
     """rm -rf below a directory descriptor; never follows a link, never crosses a mount."""
-    fd = os.open(name, O_REAL_DIR, dir_fd=pfd)
+    fd = _open_to_remove(pfd, name)
     try:
-        dev = os.fstat(fd).st_dev
         for entry in os.scandir(fd):
             if entry.is_dir(follow_symlinks=False):
-                if entry.stat(follow_symlinks=False).st_dev != dev:
-                    raise MinidockerError(f"refusing to remove {entry.name}: another filesystem")
                 _remove_tree(fd, entry.name)
             else:
                 os.unlink(entry.name, dir_fd=fd)

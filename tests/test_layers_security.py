@@ -247,3 +247,21 @@ def test_walker_agrees_with_openat2_resolve_in_root(tmp_path, path, expect):
             if fd is not None:
                 assert os.path.samestat(os.fstat(fd), os.lstat(root / expect))
             assert os.path.samestat(kernel, os.lstat(root / expect))
+
+
+def test_replacing_never_deletes_through_a_mount(tmp_path):
+    """A flattened layer that replaces a mounted directory stops; the mount's files survive."""
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    (dest / "mnt").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"keep")
+    import subprocess
+    subprocess.run(["mount", "--bind", outside, dest / "mnt"], check=True)
+    try:
+        with pytest.raises(MinidockerError, match="mount point"):
+            layers.unpack(io.BytesIO(tar_bytes(reg("mnt", b"file over a mounted dir"))), dest, flatten=True)
+        with pytest.raises(MinidockerError, match="mount point"):
+            layers.unpack(io.BytesIO(tar_bytes(whiteout("mnt"))), dest, flatten=True)
+    finally:
+        subprocess.run(["umount", dest / "mnt"], check=True)
+    assert (outside / "precious").read_bytes() == b"keep"

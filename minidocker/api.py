@@ -50,7 +50,7 @@ def container(name) -> Container:
 
 def create(image, command=None, *, name=None, environment=(), workdir=None, hostname=None, user=None,
            entrypoint=None, tty=False, stdin_open=False, remove=False, resources=None, network="bridge",
-           ports=(), labels=None) -> Container:
+           ports=(), publish_all=False, labels=None) -> Container:
     """minidocker create: a container, not started."""
     if isinstance(command, str):
         command = ["sh", "-c", command]

@@ -77,6 +77,7 @@ def fetch(store, name: str, platform=None, progress=True, client=None) -> dict:
     """
     ref = reference.parse(name)
     client = client or client_for(ref, store.root)
+    client.cancelled.clear()
     data, media, digest, chain = resolve(client, ref.digest or ref.tag, platform)
     manifest = oci.loads(data, f"manifest {digest[:19]}")
     check_runnable(manifest, digest)
@@ -100,10 +101,15 @@ def fetch(store, name: str, platform=None, progress=True, client=None) -> dict:
         bars = _Bars(missing, progress)
         try:
             with ThreadPoolExecutor(PARALLEL) as pool:
-                for layer, fetched in zip(missing, pool.map(lambda l: client.download(store, l, bars.update(l)), missing)):
-                    if fetched:
-                        written.append(layer["digest"])
-                        crash_point("pull-after-blob")
+                try:
+                    results = pool.map(lambda l: client.download(store, l, bars.update(l)), missing)
+                    for layer, fetched in zip(missing, results):
+                        if fetched:
+                            written.append(layer["digest"])
+                            crash_point("pull-after-blob")
+                except BaseException:
+                    client.cancelled.set()   # Ctrl-C or a failed layer: don't wait for the others to finish
+                    raise
         finally:
             bars.close()
     except MinidockerError:

@@ -24,6 +24,7 @@ unless it is listed as insecure.
 import ipaddress
 import os
 import sys
+import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -89,6 +90,7 @@ class Client:
         # Every exchange as (method, url, status, credentials sent): the token dance, for the notebook.
         self.trace = self.auth.trace = []
         self.retry_sleep = time.sleep   # tests may speed this up
+        self.cancelled = threading.Event()   # set on Ctrl-C: the download threads stop at their next chunk
 
     def scope(self, push=False, repository=None) -> str:
         return f"repository:{repository or self.repository}:{'pull,push' if push else 'pull'}"
@@ -223,6 +225,8 @@ class Client:
         try:
             with store.writer(desc["digest"], desc["size"]) as w:
                 for chunk in r.raw.stream(1 << 20, decode_content=False):
+                    if self.cancelled.is_set():
+                        raise MinidockerError("pull cancelled")
                     w.write(chunk)
                     if progress:
                         progress(len(chunk))

@@ -81,10 +81,14 @@ def lab(tmp_path, monkeypatch):
         return boxes[-1]
 
     box.root = str(root)
-    yield box
-    for b in boxes:
-        b.close()
-    network.remove_all()
+    try:
+        yield box
+    finally:  # whatever happens, take down what this store made
+        try:
+            for b in boxes:
+                b.close()
+        finally:
+            network.remove_all()
     # Routing stays on while any minidocker bridge (another store's) still needs it.
     if not [name for name in os.listdir("/sys/class/net") if name.startswith("minidocker")]:
         open("/proc/sys/net/ipv4/ip_forward", "w").write(forward)

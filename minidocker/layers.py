@@ -92,6 +92,14 @@ class _Applier:
         self.dir_times = []      # directory mtimes, set last: writing into a dir changes its own
 
     def apply(self, e: Entry) -> None:
+        """Apply one entry; a failing system call is reported with the entry's name."""
+        try:
+            self._apply(e)
+        except (OSError, OverflowError) as err:
+            why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise MinidockerError(f"layer entry {e.name!r}: {why}") from None
+
+    def _apply(self, e: Entry) -> None:
         self.root.begin(e.name)
         if "\0" in e.name or "\0" in e.linkname:
             raise MinidockerError(f"layer entry {e.name!r}: NUL in a name")

@@ -71,6 +71,8 @@ class Entry:
         self.uid = int(pax.get("uid", info.uid))
         self.gid = int(pax.get("gid", info.gid))
         self.size = int(pax.get("size", info.size))
+        if not (0 <= self.uid < 2**32 - 1 and 0 <= self.gid < 2**32 - 1 and self.size >= 0):
+            raise ValueError("out of range")
         self.mtime_ns = _ns(pax["mtime"]) if "mtime" in pax else int(info.mtime) * 10**9
         self.atime_ns = _ns(pax["atime"]) if "atime" in pax else self.mtime_ns
         self.xattrs = {k[len("SCHILY.xattr."):]: v.encode("utf-8", "surrogateescape")
@@ -96,11 +98,14 @@ def _ns(text: str) -> int:
 
 def entries(source):
     """The members of a tar stream, PAX and GNU long-name headers folded in."""
-    global_pax, pax = {}, {}
+    global_pax, pax, first = {}, {}, True
     while True:
         block = source.read(BLOCK, eof_ok=True)
+        if not block and first:
+            raise MinidockerError("layer is empty or truncated: not even a tar header")
         if not block or block == bytes(BLOCK):
-            return   # end of archive (a missing end marker is tolerated, like GNU tar)
+            return   # end of archive (a missing end marker is tolerated, like GNU tar and Go)
+        first = False
         try:
             info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
         except tarfile.HeaderError as e:
@@ -122,7 +127,7 @@ def entries(source):
         try:
             entry = Entry(info, {**global_pax, **pax}, source)
         except ValueError:
-            raise MinidockerError(f"layer entry {info.name!r}: bad number in its PAX header") from None
+            raise MinidockerError(f"layer entry {info.name!r}: bad number in its header") from None
         pax = {}
         yield entry
         entry.skip()

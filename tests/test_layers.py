@@ -241,3 +241,41 @@ def test_absurdly_deep_layers_are_a_clear_error_not_a_crash(tmp_path):
                           flatten=True)
     finally:
         subprocess.run(["rm", "-rf", tmp_path / "ok"], check=True)   # shutil.rmtree would recurse too deep
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("member,why", [
+    (reg("a", uid=-5), "bad number"), (reg("a", gid=1 << 40), "bad number"),
+])
+def test_impossible_header_values_are_clear_errors(tmp_path, member, why):
+    with pytest.raises(MinidockerError, match="layer entry 'a': " + why):
+        layers.unpack(io.BytesIO(gnu_tar_bytes(member)), tmp_path / "d")
+
+
+@pytest.mark.root
+def test_failing_system_calls_name_the_entry(tmp_path):
+    d = tmp_path / "d"
+    (d / "full").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d / "full"], check=True)
+    try:
+        with pytest.raises(MinidockerError, match="layer entry 'full/big': No space left"):
+            layers.unpack(io.BytesIO(tar_bytes(reg("full/big", os.urandom(1 << 20)))), d)
+    finally:
+        subprocess.run(["umount", d / "full"], check=True)
+
+
+@pytest.mark.root
+def test_corrupt_zstd_is_a_clear_error(tmp_path):
+    good = zst(tar_bytes(reg("a", os.urandom(20000))))
+    bad = bytearray(good)
+    bad[4] |= 0x08   # a reserved bit of the frame header descriptor
+    with pytest.raises(MinidockerError, match="corrupt"):
+        layers.unpack(io.BytesIO(bytes(bad)), tmp_path / "x")
+    with pytest.raises(MinidockerError, match="truncated"):
+        layers.unpack(io.BytesIO(good[:-3000]), tmp_path / "y")   # the reader just stops: nothing decoded
+    with pytest.raises(MinidockerError, match="truncated"):
+        layers.unpack(io.BytesIO(b""), tmp_path / "y")
+    # raw zstd blocks carry no checksum by default: flipped data bytes are caught by the diff_id
+    flipped = bytearray(good)
+    flipped[1000] ^= 0xFF
+    assert layers.unpack(io.BytesIO(bytes(flipped)), tmp_path / "z") != layers.unpack(io.BytesIO(good), tmp_path / "w")

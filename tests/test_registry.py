@@ -321,3 +321,13 @@ def test_podman_pulls_and_runs_our_push_and_we_pull_podmans_push(busybox, regist
     podman("push", "--tls-verify=false", name, back)
     image = pull.pull(store, back, progress=False)
     assert image.id == busybox.id and image.diff_ids == busybox.diff_ids
+
+
+def test_an_oci_archive_holding_an_index_loads_this_machines_platform(busybox, store, tmp_path):
+    from minidocker import archive
+    layout = make_multi_arch_layout(busybox, tmp_path / "multi")
+    subprocess.run(["tar", "-cf", str(tmp_path / "multi.tar"), "-C", str(layout), "."], check=True)
+    [image] = archive.load(store, str(tmp_path / "multi.tar"), platform=("linux", "amd64", None))
+    assert image.id == busybox.id and image.tags == []
+    [arm] = archive.load(store, str(tmp_path / "multi.tar"), platform=("linux", "arm64", "v8"))
+    assert arm.config["architecture"] == "arm64"

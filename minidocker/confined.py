@@ -133,22 +133,26 @@ class Confined:
     def _follow(self, pfd, target, create, links):
         """Resolve a symlink's target from `pfd`, treating the root as `/`."""
         cur = os.dup(self.fd if target.startswith("/") else pfd)
-        for name in target.split("/"):
-            if name in ("", "."):
-                continue
-            if name == "..":
-                st = os.fstat(cur)
-                if (st.st_dev, st.st_ino) == self.root_id:
-                    os.close(cur)
-                    self._fail(f"symlink target {target!r} leads outside the layer")
-                nxt = os.open("..", O_PATH_DIR, dir_fd=cur)
-            else:
-                nxt = self._step(cur, name, create, links)
-            os.close(cur)
-            if nxt is None:
-                return None
-            cur = nxt
-        return cur
+        try:
+            for name in target.split("/"):
+                if name in ("", "."):
+                    continue
+                if name == "..":
+                    st = os.fstat(cur)
+                    if (st.st_dev, st.st_ino) == self.root_id:
+                        self._fail(f"symlink target {target!r} leads outside the layer")
+                    nxt = os.open("..", O_PATH_DIR, dir_fd=cur)
+                else:
+                    nxt = self._step(cur, name, create, links)
+                os.close(cur)
+                cur = nxt
+                if cur is None:
+                    return None
+            return cur
+        except BaseException:
+            if cur is not None:
+                os.close(cur)
+            raise
 
     def begin(self, name):
         """Start on the next entry: descriptors dropped during the last one can be closed now."""

@@ -265,3 +265,13 @@ def test_replacing_never_deletes_through_a_mount(tmp_path):
     finally:
         subprocess.run(["umount", dest / "mnt"], check=True)
     assert (outside / "precious").read_bytes() == b"keep"
+
+
+def test_no_descriptor_outlives_an_unpack_refused_or_not(tmp_path):
+    before = sorted(os.listdir("/proc/self/fd"))
+    layers.unpack(io.BytesIO(tar_bytes(*[reg(f"d{i}/f", b"x") for i in range(50)], sym("l", "d1"),
+                                       reg("l/g", b"y"), whiteout("d2"))), tmp_path / "ok")
+    for bad in ([sym("up", ".."), sym("up2", "up/.."), reg("up2/x")], [sym("a", "b"), sym("b", "a"), reg("a/x")]):
+        with pytest.raises(MinidockerError):
+            layers.unpack(io.BytesIO(tar_bytes(*bad)), tmp_path / "bad")
+    assert sorted(os.listdir("/proc/self/fd")) == before

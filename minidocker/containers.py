@@ -340,7 +340,7 @@ def release(c: Container) -> None:
     except NotFound:
         pass
     if read_json(c.dir / "state.json").get("AttachedNetworks"):   # pyroute2 is slow to import
-        from . import endpoints
-        endpoints.release(c.id, root=c.store.root)
+        from . import netmode
+        netmode.release(c)
     if overlay.is_mounted(c.dir / "rootfs"):
         overlay.unmount(c.dir / "rootfs")

@@ -121,6 +121,8 @@ def main(root, cid, attach):
             tell(event="error", message=str(e), exit_code=e.exit_code)
             return
         except Exception as e:  # a bug: still never leave a half-started container
+            import traceback
+            (c.dir / "monitor-error.txt").write_text(traceback.format_exc())   # for the bug report
             _failed(c, f"{type(e).__name__}: {e}", 125)
             tell(event="error", message=f"starting failed: {type(e).__name__}: {e}", exit_code=125)
             return

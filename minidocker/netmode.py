@@ -79,3 +79,26 @@ def connect(c, pid: int) -> dict:
                                  hosts_path=str(c.dir / "hosts"), root=c.store.root)
     shown = [f"{b['HostIp']}:{b['HostPort']}->{port}" for port, binds in settings["Ports"].items() for b in binds or []]
     return {"AttachedNetworks": [mode], "NetworkSettings": settings, "Ports": shown}
+
+
+def release(c) -> None:
+    """Undo connect(), on stop and rm (idempotent).
+
+    pyroute2 runs an asyncio loop of its own, which fails inside a thread that
+    already runs one, as a notebook kernel's main thread does: so the work is
+    done in a short-lived thread of its own.
+    """
+    import threading
+    from . import endpoints
+    failure = []
+
+    def work():
+        try:
+            endpoints.release(c.id, root=c.store.root)
+        except BaseException as e:   # handed to the caller below
+            failure.append(e)
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]

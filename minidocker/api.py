@@ -77,7 +77,13 @@ def run(image, command=None, *, detach=False, name=None, **options) -> Container
         if old is not None and old.status != "running":
             old.remove()
     c = create(image, command, name=name, **options)
-    c.start().close()
-    if not detach:
-        c.wait()
+    channel = c.start()
+    if detach:
+        channel.close()
+        return c.reload()
+    code = channel.wait_exit()
+    channel.close()
+    if options.get("remove"):   # the monitor removed it: keep what we know
+        c.state.update(Status="exited", Running=False, ExitCode=code)
+        return c
     return c.reload()

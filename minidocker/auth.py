@@ -145,7 +145,7 @@ class Authenticator:
             r = self.session.get(realm, params=query, auth=auth, timeout=30)
             self.trace.append(("GET", r.url, r.status_code, "Basic" if auth else None))
         except requests.RequestException as e:
-            raise MinidockerError(f"cannot reach the token server {realm}: {_reason(e)}") from None
+            raise MinidockerError(f"cannot reach the token server {realm}: {reason(e)}") from None
         if r.status_code == 401:
             raise MinidockerError(f"{self.registry}: unauthorized: incorrect username or password", 1)
         if r.status_code != 200:
@@ -161,7 +161,7 @@ class Authenticator:
         return token, time.monotonic() + max(lifetime - 5, 1)
 
 
-def _reason(exc) -> str:
+def reason(exc) -> str:
     text = str(exc)
     if "Connection refused" in text:
         return "connection refused"

@@ -99,14 +99,15 @@ def fetch(store, name: str, platform=None, progress=True, client=None) -> dict:
         present = [l["digest"] for l in layers if store.has_blob(l["digest"], l["size"])]
         missing = [l for l in layers if l["digest"] not in present]
         bars = _Bars(missing, progress)
+
+        def get(layer):
+            if client.download(store, layer, bars.update(layer)):
+                written.append(layer["digest"])   # from any thread: list.append is atomic
+                crash_point("pull-after-blob")
         try:
             with ThreadPoolExecutor(PARALLEL) as pool:
                 try:
-                    results = pool.map(lambda l: client.download(store, l, bars.update(l)), missing)
-                    for layer, fetched in zip(missing, results):
-                        if fetched:
-                            written.append(layer["digest"])
-                            crash_point("pull-after-blob")
+                    list(pool.map(get, missing))
                 except BaseException:
                     client.cancelled.set()   # Ctrl-C or a failed layer: don't wait for the others to finish
                     raise

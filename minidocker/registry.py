@@ -29,7 +29,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from . import oci
-from .auth import Authenticator, _reason, get_credentials
+from .auth import Authenticator, reason, get_credentials
 from .errors import MinidockerError, NotFound
 from .files import read_json
 from .store import default_root
@@ -116,7 +116,7 @@ class Client:
                 attempt += 1
                 transient = isinstance(e, (requests.ConnectionError, requests.Timeout))
                 if attempt > RETRIES or not transient or "Connection refused" in str(e):
-                    raise MinidockerError(f"cannot reach registry {self.registry}: {_reason(e)}") from None
+                    raise MinidockerError(f"cannot reach registry {self.registry}: {reason(e)}") from None
                 self.retry_sleep(min(2 ** attempt, MAX_WAIT))
                 continue
             if r.status_code in ok:
@@ -232,11 +232,11 @@ class Client:
                         progress(len(chunk))
                 w.commit()
         except OSError as e:
-            raise MinidockerError(f"blob {desc['digest'][:19]}: download failed: {_reason(e)}") from None
+            raise MinidockerError(f"blob {desc['digest'][:19]}: download failed: {reason(e)}") from None
         except Exception as e:   # urllib3 errors when the connection drops mid-blob
             if isinstance(e, MinidockerError):
                 raise
-            raise MinidockerError(f"blob {desc['digest'][:19]}: download failed: {_reason(e)}") from None
+            raise MinidockerError(f"blob {desc['digest'][:19]}: download failed: {reason(e)}") from None
         finally:
             r.close()
         return True

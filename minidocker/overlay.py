@@ -62,8 +62,11 @@ def mount(lowers: list, upper, work, target) -> None:
         names = [f"{i:x}" for i in range(len(lowers))]
         for name, path in zip(names, lowers):
             os.symlink(path, os.path.join(farm, name))
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
+                                                                        os.environ.get("PYTHONPATH")])))
         helper = subprocess.run([sys.executable, "-m", "minidocker.overlay", options(names, upper, work), target],
-                                cwd=farm, capture_output=True, text=True)
+                                cwd=farm, env=env, capture_output=True, text=True)
     finally:
         remove_tree(farm)   # the kernel holds the layers themselves now, not the links
     if helper.returncode:

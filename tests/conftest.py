@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 
-# What minidocker keeps on the host between containers, as docker keeps its
+# What minidocker keeps on the host between containers (the engine's and the
+# runtime's cgroup parents, the default bridge), as docker keeps its
 # /sys/fs/cgroup/*/docker parents and docker0: made once, removed by
 # `minidocker system reset` (tested there). Everything below them counts.
-PERSISTENT = {"minidocker", "minidocker0"}
+PERSISTENT = {"minidocker", "minidocker-runtime", "minidocker0"}
 
 
 def host_snapshot() -> dict:

@@ -27,6 +27,7 @@ from .errors import MinidockerError
 from .files import read_json, write_json
 
 PR_SET_CHILD_SUBREAPER = 36
+_held = []   # sockets reserving published host ports while the container runs
 
 
 def spawn(container, attach=False) -> "Channel":
@@ -181,6 +182,7 @@ def _start(c, attach):
         state["AttachedNetworks"] = [c.record["HostConfig"]["NetworkMode"]]
         write_json(c.dir / "state.json", state)
     state.update(netmode.connect(c, pid))
+    _held.extend(netmode.reserve_ports(state["NetworkSettings"]))   # kept open until we exit
     state.update(Status="running", Running=True, Pid=pid, InitStart=start_time(pid), ExitCode=0, Error="",
                  OOMKilled=False, MonitorPid=os.getpid(), MonitorStart=start_time(os.getpid()),
                  StartedAt=units.now_iso(), FinishedAt="0001-01-01T00:00:00Z")

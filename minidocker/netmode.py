@@ -81,6 +81,18 @@ def connect(c, pid: int) -> dict:
     return {"AttachedNetworks": [mode], "NetworkSettings": settings, "Ports": shown}
 
 
+def reserve_ports(settings: dict) -> list:
+    """Sockets bound to every published host port; the monitor holds them while the container runs,
+    so no host program can take a port whose traffic is redirected to the container."""
+    from . import ports
+    held = []
+    for port, binds in (settings.get("Ports") or {}).items():
+        number, _, proto = port.partition("/")
+        for b in binds or []:
+            held.append(ports.reserve({"host_ip": b["HostIp"], "host_port": int(b["HostPort"]), "proto": proto}))
+    return held
+
+
 def release(c) -> None:
     """Undo connect(), on stop and rm (idempotent).
 

@@ -54,6 +54,10 @@ def test_the_host_reaches_busybox_httpd_through_a_published_port(root):
     md("run", "-d", "--name", "web", "-p", "127.0.0.1:18088:80", "busybox", "sh", "-c",
        "mkdir -p /www && echo hello > /www/index.html && httpd -f -p 80 -h /www", root=root, check=True)
     assert "127.0.0.1:18088->80/tcp" in md("ps", root=root).stdout
+    import socket
+    with socket.socket() as s:   # the monitor holds the port: no host program can take it
+        with pytest.raises(OSError):
+            s.bind(("127.0.0.1", 18088))
     deadline = time.monotonic() + 10
     while True:
         try:

@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 
-from . import containers, dockerfile, images, oci
+from . import containers, dockerfile, images, oci, reference
 from .changes import changes, is_opaque, is_whiteout, write_layer
 from .errors import MinidockerError, NotFound
 
@@ -45,7 +45,7 @@ def commit(store, name: str, repo: str = None, *, message: str = "", author: str
     cfg, layers, written = snapshot(store, c, base, settings, created_by, message=message, author=author,
                                     pause=pause)
     try:
-        return images.add(store, cfg, layers, repo)
+        return name_image(store, cfg, layers, repo)
     except BaseException:
         images.discard(store, written)
         raise
@@ -64,6 +64,27 @@ def snapshot(store, c, base, settings: dict, created_by: str, *, message="", aut
     cfg["config"] = {k: v for k, v in settings.items() if v not in (None, [], {}, "")}
     layers = (base.layers if base else []) + ([] if empty else [desc])
     return cfg, layers, [] if empty else [desc["digest"]]
+
+
+def name_image(store, cfg: dict, layers: list, repo: str = None) -> images.Image:
+    """Store config and manifest and name the image, leaving the new layer packed.
+
+    images.add would unpack the layer now, to check it before naming it; ours
+    was just written from our own upper directory, so its unpacked copy is made
+    the first time a container uses it (store.unpack is lazy), and commit costs
+    one pass over the files, like `tar -c`.
+    """
+    config_desc = store.put(oci.dumps(cfg), oci.CONFIG)
+    manifest = {"schemaVersion": 2, "mediaType": oci.MANIFEST, "config": config_desc, "layers": layers}
+    desc = store.put(oci.dumps(manifest), oci.MANIFEST)
+    with store.lock:
+        if not all(store.has_blob(d["digest"], d["size"]) for d in [config_desc, desc] + layers):
+            raise MinidockerError("a blob of the new image vanished while it was written (a concurrent rmi?)")
+        if repo:
+            store.set_tag(str(reference.parse(repo)), desc)
+        else:
+            store.add_untagged(desc)
+    return images.load(store, desc, [str(reference.parse(repo))] if repo else [])
 
 
 def container_config(c, image) -> dict:

@@ -40,12 +40,34 @@ def open_layer(fileobj):
     """A readable stream of the layer's tar, decompressed according to its first bytes."""
     buffered = fileobj if hasattr(fileobj, "peek") else io.BufferedReader(fileobj, CHUNK)
     magic = buffered.peek(4)[:4]
+    if len(magic) < 4:   # a network stream may hand out its first bytes one by one
+        magic = buffered.read(4)
+        buffered = io.BufferedReader(_Rejoined(magic, buffered), CHUNK)
     if magic.startswith(GZIP_MAGIC):
         return gzip.GzipFile(fileobj=buffered, mode="rb")
     if magic == ZSTD_MAGIC:
         reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True, closefd=False)
         return io.BufferedReader(reader, CHUNK)
     return buffered
+
+
+class _Rejoined(io.RawIOBase):
+    """`head` (already read) followed by the rest of `stream`."""
+
+    def __init__(self, head, stream):
+        self.head, self.stream = head, stream
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        if self.head:
+            n = min(len(buf), len(self.head))
+            buf[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.stream.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
 
 
 def parse_whiteout(base: str, entry: str = None):

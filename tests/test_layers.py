@@ -86,6 +86,26 @@ def test_diff_id_is_sha256_of_uncompressed_tar_whatever_the_compression(pack):
     # sniffed by magic bytes, not by name or media type: the tests pass bare bytes
 
 
+class Trickle(io.RawIOBase):
+    """A stream that returns one byte per read, as a slow network might."""
+
+    def __init__(self, data):
+        self.data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        return self.data.readinto(memoryview(buf)[:1])
+
+
+@pytest.mark.parametrize("pack", [lambda t: t, gz, zst], ids=["plain", "gzip", "zstd"])
+def test_sniffing_survives_a_stream_that_trickles(pack):
+    tar = tar_bytes(reg("a", b"x" * 3000))
+    slow = io.BufferedReader(Trickle(pack(tar)), 1)
+    assert layers.open_layer(slow).read() == tar
+
+
 def test_truncated_and_corrupt_layers_are_clear_errors(tmp_path):
     tar = tar_bytes(reg("a", os.urandom(5000)))
     for bad, why in [(tar[:2048], "truncated"), (gz(tar)[:-20], "corrupt|truncated"),

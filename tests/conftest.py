@@ -99,12 +99,12 @@ def store_root(tmp_path, monkeypatch):
     """A fresh store root for the test, as $MINIDOCKER_ROOT, with its own default bridge.
 
     The machine's own store (/var/lib/minidocker, which the notebooks use)
-    owns minidocker0; a test store gets `minidockert` and gives it back, with
+    owns minidocker0; a test store gets `minidockertNNNN` and gives it back, with
     every network it made, when the test ends.
     """
     root = tmp_path / "store"
     monkeypatch.setenv("MINIDOCKER_ROOT", str(root))
-    monkeypatch.setenv("MINIDOCKER_BRIDGE", "minidockert")
+    monkeypatch.setenv("MINIDOCKER_BRIDGE", f"minidockert{os.getpid() % 0x10000:04x}")   # one per test run
     yield root
     if (root / "networks").exists():
         from minidocker import endpoints

@@ -105,7 +105,10 @@ def test_nothing_is_left_after_a_monitor_is_killed_and_the_next_command_runs(roo
     cid = json.loads(md("inspect", "victim", root=root).stdout)[0]["Id"]
     state = json.loads((root / "containers" / cid / "state.json").read_text())
     os.kill(state["MonitorPid"], signal.SIGKILL)
-    time.sleep(3)   # the container's sleep ends; nobody is left to clean up but the next command
+    from minidocker.runtime.statedir import start_time
+    deadline = time.monotonic() + 20   # the container's sleep ends; nobody is left to clean up but the next command
+    while start_time(state["Pid"]) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert "Exited" in md("ps", "-a", root=root, check=True).stdout
     assert set(os.listdir("/sys/class/net")) - before == set()
     rules = os.popen("iptables-save").read()

@@ -16,7 +16,7 @@ import pytest
 
 from minidocker import bundle
 
-from test_runtime import rootfs  # noqa: F401  (the session busybox image)
+from test_runtime import cgroup_exists, rootfs  # noqa: F401  (rootfs: the session busybox image)
 
 pytestmark = pytest.mark.root
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -39,8 +39,7 @@ def run_both(tmp_path, rootfs, **kw):  # noqa: F811
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert p.returncode == 0, f"{runtime}: {p.stderr}"
         outputs.append(p.stdout)
-        for top in os.listdir("/sys/fs/cgroup"):
-            assert not os.path.exists(f"/sys/fs/cgroup/{top}/minidocker-rt-{id}"), (runtime, top)
+        assert not cgroup_exists(f"/minidocker-rt-{id}"), runtime
     assert os.listdir(tmp_path / "md-state") == []
     return outputs
 

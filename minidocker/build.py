@@ -13,16 +13,15 @@ steps' images are kept as blobs outside the index, so they do not show in
 mount and no new image behind.
 """
 import contextlib
-import hashlib
 import os
 import posixpath
 import secrets
 import tempfile
 from dataclasses import dataclass, field
 
-from . import buildcontext, commit, containers, dockerfile, images, layers, oci, overlay, reference
+from . import buildcache, buildcontext, commit, containers, dockerfile, images, layers, oci, overlay, reference
 from .errors import MinidockerError, NotFound
-from .files import read_json, remove_tree, write_json
+from .files import remove_tree
 
 
 @dataclass
@@ -243,28 +242,14 @@ class Builder:
     def cached(self, what: str, make) -> images.Image:
         """The step's image from the cache, or made now and remembered."""
         parent = self.stage.image.manifest_desc["digest"] if self.stage.image else "scratch"
-        key = hashlib.sha256(f"{parent}\n{what}".encode()).hexdigest()
-        path = self.store.root / "buildcache" / key
         if not self.no_cache:
-            hit = _load(self.store, path)
+            hit = buildcache.lookup(self.store, parent, what)
             if hit is not None:
                 self.out(" ---> Using cache")
                 return hit
         image = make()
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        write_json(path, image.manifest_desc)
+        buildcache.remember(self.store, parent, what, image)
         return image
-
-
-def _load(store, path):
-    """A cached step's image, if the cache names one whose blobs are all still in the store."""
-    try:
-        image = images.load(store, read_json(path))
-    except (FileNotFoundError, MinidockerError):
-        return None
-    if all(store.has_blob(d["digest"], d["size"]) for d in image.layers):
-        return image
-    return None
 
 
 def _is_dir(image, path) -> bool:
@@ -314,3 +299,4 @@ def indexed(store, image):
     finally:
         if not present:
             store.forget(image.manifest_desc["digest"])
+

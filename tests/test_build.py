@@ -112,6 +112,13 @@ def test_a_second_build_comes_from_the_cache_and_a_changed_file_rebuilds_from_it
     assert changed.id != first.id
     assert lines.count(" ---> Using cache") == 2   # ENV, WORKDIR; COPY and all after run again
     assert changed.diff_ids[:len(first.diff_ids) - 4] == first.diff_ids[:-4]
+    # the cache as a tree: both COPY steps hang under the same WORKDIR image
+    from minidocker import buildcache
+    steps = [(parent, step) for parent, step, _ in buildcache.entries(store)]
+    copies = [parent for parent, step in steps if step.startswith("COPY hello.txt src ./")]
+    assert len(copies) == 2 and copies[0] == copies[1]
+    dot = buildcache.graph(store).source
+    assert "COPY hello.txt src ./" in dot and "c:1" in dot
     lines.clear()
     build.build(store, ctx, no_cache=True, out=quiet(lines), network="none")
     assert " ---> Using cache" not in lines

@@ -9,7 +9,8 @@ import pytest
 
 from minidocker import images
 from minidocker.store import Store
-from registry_server import PASSWORD, USER, build_image, free_port, htpasswd_registry, registry  # noqa: F401
+from registry_server import (PASSWORD, USER, build_image, free_port, htpasswd_registry, registry,  # noqa: F401
+                             token_registry)
 
 
 def md(*args, root, input=None, check=True):
@@ -49,7 +50,9 @@ def test_push_then_pull_twice(source, registry, tmp_path):
 
 
 @pytest.mark.slow
-def test_login_checks_the_password_keeps_it_private_and_logout_forgets_it(htpasswd_registry, tmp_path):
+@pytest.mark.parametrize("kind", ["htpasswd_registry", "token_registry"])
+def test_login_checks_the_password_keeps_it_private_and_logout_forgets_it(request, kind, tmp_path):
+    htpasswd_registry = request.getfixturevalue(kind)
     root = tmp_path / "store"
     r = md("login", "-u", USER, "--password-stdin", htpasswd_registry.host, root=root, input=b"wrong\n", check=False)
     one_line_error(r, "incorrect username or password")

@@ -173,7 +173,10 @@ class Client:
             pass
         what = what or f"{self.registry}/{self.repository}"
         if r.status_code == 429 or code == "TOOMANYREQUESTS":
-            return MinidockerError(f"{what}: toomanyrequests: the registry's rate limit was reached")
+            # Docker Hub says how many pulls a window allows: "ratelimit-limit: 100;w=21600"
+            limit = r.headers.get("ratelimit-limit", "")
+            window = f" ({limit.replace(';w=', ' pulls per ')} seconds)" if ";w=" in limit else ""
+            return MinidockerError(f"{what}: toomanyrequests: the registry's rate limit was reached{window}")
         if r.status_code == 404 or code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"):
             hint = f" ({message})" if "accept" in message.lower() else ""
             return NotFound(f"{what}: not found{hint}", 1)

@@ -201,11 +201,11 @@ def test_429_and_503_are_retried_honouring_retry_after(fake, store):
 
 
 def test_retries_are_bounded(fake, store):
-    fake.routes[("GET", f"/v2/{REPO}/manifests/v1")] = (429, {"Retry-After": "1"}, b"")
+    fake.routes[("GET", f"/v2/{REPO}/manifests/v1")] = (429, {"Retry-After": "1", "ratelimit-limit": "100;w=21600"}, b"")
     client = Client(fake.host, REPO)
     waits = []
     client.retry_sleep = waits.append
-    with pytest.raises(MinidockerError, match="toomanyrequests"):
+    with pytest.raises(MinidockerError, match=r"toomanyrequests.*\(100 pulls per 21600 seconds\)"):
         pull.pull(store, f"{fake.host}/{REPO}:v1", progress=False, client=client)
     assert len(waits) == 4
     fake.routes[("GET", f"/v2/{REPO}/manifests/v1")] = (429, {"Retry-After": "3600"}, b"")

@@ -189,3 +189,19 @@ def test_a_commit_is_drawn_from_the_container_to_the_new_layer(store):
         assert f"k_{c.short_id} -> l_{viz.short(base.chain_ids[-1])} [label=commit" in explicit
     finally:
         c.remove()
+
+
+def test_the_layer_explorer_traces_paths_in_a_containers_stack(store):
+    from minidocker.widgets import LayerExplorer
+    img = bootstrap(store)
+    c = containers.create(store, "busybox", ["true"], name="explored")
+    try:
+        explorer = LayerExplorer(c)
+        motd = explorer.show("/etc/motd").source     # layer 2 replaced layer 1's motd
+        assert re.search(r'lower0 \[label="lowerdir 0: layer %s[^"]*supplies /etc/motd' % viz.short(img.diff_ids[-1]),
+                         motd)
+        assert "hides /etc/issue (whiteout)" in explorer.show("/etc/issue").source
+        assert "/nope: in no layer" in explorer.show("/nope").source
+        explorer.widget()
+    finally:
+        c.remove()

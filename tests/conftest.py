@@ -115,3 +115,14 @@ def store_root(tmp_path, monkeypatch):
 def store(store_root):
     from minidocker.store import Store
     return Store(store_root)
+
+
+@pytest.fixture
+def engine(store_root):
+    """A store with busybox:latest in it; whatever containers a test leaves are removed after it."""
+    from helpers import md
+    md("bootstrap", root=store_root, check=True)
+    yield store_root
+    ids = md("ps", "-aq", "--no-trunc", root=store_root).stdout.split()
+    if ids:
+        md("rm", "-f", *ids, root=store_root)

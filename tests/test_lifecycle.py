@@ -13,13 +13,8 @@ pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-def root(store_root):
-    md("bootstrap", root=store_root, check=True)
-    yield store_root
-    # Whatever a test left, the next one must not inherit: remove every container.
-    ids = md("ps", "-aq", "--no-trunc", root=store_root).stdout.split()
-    if ids:
-        md("rm", "-f", *ids, root=store_root)
+def root(engine):
+    return engine
 
 
 def test_run_streams_output_and_returns_the_exit_code(root):

@@ -11,12 +11,8 @@ pytestmark = pytest.mark.root
 
 
 @pytest.fixture
-def root(store_root):
-    md("bootstrap", root=store_root, check=True)
-    yield store_root
-    ids = md("ps", "-aq", "--no-trunc", root=store_root).stdout.split()
-    if ids:
-        md("rm", "-f", *ids, root=store_root)
+def root(engine):
+    return engine
 
 
 def test_run_exec_stop_start_rm(root):

@@ -117,9 +117,7 @@ def check(root=None) -> Report:
     missing = [ns for ns in ("mnt", "uts", "ipc", "pid", "net", "cgroup") if not os.path.exists(f"/proc/self/ns/{ns}")]
     add("namespaces", not missing, "missing: " + ", ".join(missing) if missing else "mnt uts ipc pid net cgroup",
         "use a kernel built with CONFIG_NAMESPACES (all distribution kernels are)")
-    mode = cgroup_mode()
-    add("cgroups", mode in ("v1", "v2", "hybrid"), f"{mode} ({mount_of('/sys/fs/cgroup')[1]} at /sys/fs/cgroup)",
-        "mount cgroup2 on /sys/fs/cgroup")
+    rows.append(_cgroup_row())
     rows.extend(_userns_rows())
     rows.append(_busybox_row())
     dot = shutil.which("dot")
@@ -134,6 +132,20 @@ def check(root=None) -> Report:
         "free some space or set MINIDOCKER_ROOT to a larger disk")
     rows.append(store_health(root))
     return rows
+
+
+def _cgroup_row() -> Row:
+    """The controllers minidocker limits (memory, pids, cpu) must be available in the mode found."""
+    mode, wanted = cgroup_mode(), {"memory", "pids", "cpu"}
+    if mode == "v2":
+        have = set(_read("/sys/fs/cgroup/cgroup.controllers").split())
+        fix = "enable them at the root: echo '+memory +pids +cpu' > /sys/fs/cgroup/cgroup.subtree_control"
+    else:
+        have = {c for c in wanted if mount_of(f"/sys/fs/cgroup/{c}")[1] == "cgroup"}
+        fix = "mount the v1 hierarchies (systemd does), or boot with systemd.unified_cgroup_hierarchy=1"
+    missing = sorted(wanted - have)
+    return Row("cgroups", not missing, f"{mode}; " + (f"missing {', '.join(missing)}" if missing
+                                                      else "memory, pids, cpu available"), fix)
 
 
 def _existing(path) -> str:

@@ -88,3 +88,15 @@ def test_the_cli_prints_the_table_and_json(store_root):
     assert r.returncode == 0 and r.stdout.splitlines()[0].startswith("ok    root")
     rows = json.loads(md("doctor", "--json", root=store_root, check=True).stdout)
     assert {row["mark"] for row in rows} <= {"ok", "warn", "FAIL"} and rows[0]["name"] == "root"
+
+
+def test_the_cgroup_row_names_the_controllers_the_kernel_lists():
+    row = next(r for r in doctor.check() if r.name == "cgroups")
+    listed = set()
+    with open("/proc/cgroups") as f:   # subsys_name hierarchy num_cgroups enabled
+        for line in f:
+            fields = line.split()
+            if fields[0] != "#subsys_name" and fields[3] == "1":
+                listed.add(fields[0])
+    assert row.ok == ({"memory", "pids", "cpu"} <= listed)
+    assert row.value.startswith(doctor.cgroup_mode())

@@ -120,6 +120,7 @@ class Confined:
             if not create:
                 return None
             os.mkdir(name, 0o755, dir_fd=pfd)
+            os.chmod(name, 0o755, dir_fd=pfd)   # a parent the tar never names: 0755 whatever the umask
             return os.open(name, O_PATH_DIR, dir_fd=pfd)
         except OSError as e:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
@@ -190,18 +191,21 @@ class Confined:
             self._replace(pfd, name)
             return os.open(name, flags, 0o600, dir_fd=pfd)
 
-    def make_dir(self, parts) -> int:
-        """A real descriptor of directory `parts`, created or kept (merged) as layer.md says."""
+    def make_dir(self, parts, mode=0o700) -> int:
+        """A real descriptor of directory `parts`, created with `mode` or kept (merged) as layer.md says."""
         if not parts:
             return os.dup(self.fd)
         pfd, name = self.dir(parts[:-1]), parts[-1]
         try:
             os.mkdir(name, 0o700, dir_fd=pfd)
         except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(name, dir_fd=pfd).st_mode):
-                self._replace(pfd, name)
-                os.mkdir(name, 0o700, dir_fd=pfd)
-        return os.open(name, O_REAL_DIR, dir_fd=pfd)
+            if stat.S_ISDIR(os.lstat(name, dir_fd=pfd).st_mode):
+                return os.open(name, O_REAL_DIR, dir_fd=pfd)
+            self._replace(pfd, name)
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        fd = os.open(name, O_REAL_DIR, dir_fd=pfd)
+        os.fchmod(fd, mode)
+        return fd
 
     def make_symlink(self, parts, target):
         pfd, name = self.dir(parts[:-1]), parts[-1]

@@ -193,7 +193,7 @@ class _Applier:
             else:
                 r.make_whiteout(path, e.uid, e.gid)
             return
-        fd = r.make_dir(tuple(dirs))   # opaque: DIR/.wh..wh..opq
+        fd = r.make_dir(tuple(dirs), 0o755)   # opaque: DIR/.wh..wh..opq (a dir entry may set the mode)
         try:
             if self.flatten:
                 r.prune(fd, tuple(dirs), self.seen)

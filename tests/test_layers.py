@@ -299,3 +299,14 @@ def test_corrupt_zstd_is_a_clear_error(tmp_path):
     flipped = bytearray(good)
     flipped[1000] ^= 0xFF
     assert layers.unpack(io.BytesIO(bytes(flipped)), tmp_path / "z") != layers.unpack(io.BytesIO(good), tmp_path / "w")
+
+
+@pytest.mark.root
+def test_directories_the_tar_never_names_are_0755_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        apply(tmp_path / "d", tar_bytes(reg("implicit/parent/f", b"f"), opaque("onlymarker"), reg("onlymarker/x")))
+    finally:
+        os.umask(old)
+    for d in ("implicit", "implicit/parent", "onlymarker"):
+        assert stat.S_IMODE(os.lstat(tmp_path / "d" / d).st_mode) == 0o755, d

@@ -22,15 +22,20 @@ pytestmark = pytest.mark.root
 
 
 class SecEnv(Env):
-    def run_with(self, args, opts=None, **kw):
-        """Run `args` with docker-style security options; (rc, stdout, stderr)."""
+    def bundle_with(self, args, opts=None, rootfs=None, **kw):
+        """A bundle as the engine writes it, with docker-style security options: (id, path)."""
         id = "t" + os.urandom(5).hex()
         self.ids.append(id)
-        config = bundle.spec(self.rootfs, args, id=id + "0123456789",
+        config = bundle.spec(rootfs or self.rootfs, args, id=id + "0123456789",
                              cgroups_path=f"/minidocker-rt-{id}", **kw)
         security.apply(config, security.security(opts or {}))
         path = self.tmp / id
         bundle.write(path, config)
+        return id, path
+
+    def run_with(self, args, opts=None, **kw):
+        """Run `args` with docker-style security options; (rc, stdout, stderr)."""
+        id, path = self.bundle_with(args, opts, **kw)
         p = self.cli("run", "--bundle", str(path), id)
         return p.returncode, p.stdout, p.stderr
 

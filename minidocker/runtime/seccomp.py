@@ -89,25 +89,51 @@ def check(profile: dict) -> None:
                 raise MinidockerError(f"seccomp profile: unknown comparison {a.get('op')!r}", 125)
 
 
+class Filter:
+    """A seccomp filter compiled from OCI linux.seccomp, not loaded yet.
+
+    Build it while libseccomp is still reachable (before pivot_root), so that a
+    bad profile fails `create`; load() it just before execve. Without
+    no_new_privs only a holder of CAP_SYS_ADMIN may load a filter, so the
+    runtime loads it before dropping capabilities.
+    """
+
+    def __init__(self, profile: dict):
+        check(profile)
+        self.lib = _lib()
+        self.ctx = self.lib.seccomp_init(action(profile["defaultAction"], profile.get("defaultErrnoRet")))
+        if not self.ctx:
+            raise MinidockerError("seccomp_init failed", 125)
+        try:
+            _must(self.lib.seccomp_attr_set(self.ctx, _FLTATR_CTL_NNP, 0), "seccomp_attr_set")
+            for arch in profile.get("architectures") or ():
+                if arch in ARCH_TOKENS:
+                    self.lib.seccomp_arch_add(self.ctx, ARCH_TOKENS[arch])  # -EEXIST for the native one
+            for rule in profile.get("syscalls") or ():
+                _add(self.lib, self.ctx, rule)
+        except BaseException:
+            self.release()
+            raise
+
+    def load(self) -> None:
+        """Install the filter on this process; fork and execve keep it, nothing removes it."""
+        try:
+            ret = self.lib.seccomp_load(self.ctx)
+            if ret < 0:
+                raise OSError(-ret, f"seccomp_load: {os.strerror(-ret)}")
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        if self.ctx:
+            self.lib.seccomp_release(self.ctx)
+            self.ctx = None
+
+
 def load(profile) -> None:
-    """Install `profile` (OCI linux.seccomp) on this process; None does nothing."""
-    if not profile:
-        return
-    check(profile)
-    lib = _lib()
-    ctx = lib.seccomp_init(action(profile["defaultAction"], profile.get("defaultErrnoRet")))
-    if not ctx:
-        raise MinidockerError("seccomp_init failed", 125)
-    try:
-        _must(lib.seccomp_attr_set(ctx, _FLTATR_CTL_NNP, 0), "seccomp_attr_set")
-        for arch in profile.get("architectures") or ():
-            if arch in ARCH_TOKENS:
-                lib.seccomp_arch_add(ctx, ARCH_TOKENS[arch])  # -EEXIST for the native one
-        for rule in profile.get("syscalls") or ():
-            _add(lib, ctx, rule)
-        _must(lib.seccomp_load(ctx), "seccomp_load")
-    finally:
-        lib.seccomp_release(ctx)
+    """Compile and install `profile` (OCI linux.seccomp) on this process; None does nothing."""
+    if profile:
+        Filter(profile).load()
 
 
 def _add(lib, ctx, rule) -> None:

@@ -187,7 +187,7 @@ class Builder:
         into_dir = into_dir or _is_dir(s.image, dest_abs)
         where = posixpath.normpath(dest_abs).lstrip("/") or "."
         with self.source_root(inst) as (root, is_context), tempfile.TemporaryFile() as tar_file:
-            tar = buildcontext.SourceTar(tar_file)
+            tar = buildcontext.SourceTar(tar_file, _owner(inst))
             for pattern in srcs:
                 for name, path in buildcontext.sources(root, pattern, context=is_context, ignore=self.ignore):
                     if inst.cmd == "ADD" and is_context and buildcontext.is_archive(path):
@@ -250,6 +250,17 @@ class Builder:
         image = make()
         buildcache.remember(self.store, parent, what, image)
         return image
+
+
+def _owner(inst) -> tuple:
+    """COPY --chown=UID[:GID] (numeric: names would need the image's /etc/passwd); root by default."""
+    value = inst.flags.get("chown")
+    if not value:
+        return (0, 0)
+    uid, _, gid = value.partition(":")
+    if not uid.isdigit() or not (gid or uid).isdigit():
+        raise MinidockerError(f"Dockerfile line {inst.line}: --chown={value}: minidocker takes numeric ids only", 1)
+    return int(uid), int(gid or uid)
 
 
 def _is_dir(image, path) -> bool:

@@ -135,12 +135,13 @@ def test_a_step_that_changes_nothing_adds_no_layer(store, ctx):
 def test_multi_stage_copies_from_a_named_or_numbered_stage(store, ctx):
     (ctx / "Dockerfile").write_text(
         "FROM busybox AS builder\nRUN mkdir /out && echo built > /out/app && ln -s /out/app /out/link\n"
-        "FROM busybox\nCOPY --from=builder /out/app /bin/app.txt\nCOPY --from=0 /out/ /copy/\n"
+        "FROM busybox\nCOPY --from=builder /out/app /bin/app.txt\nCOPY --from=0 --chown=1000:50 /out/ /copy/\n"
         "COPY --from=busybox /etc/passwd /copy/passwd\n")
     image = build.build(store, ctx, tags=["multi"], out=lambda line: None, network="none")
     assert len(image.layers) == len(images.get(store, "busybox").layers) + 3   # not the builder's RUN layer
-    code, out = run_image(store, "multi", ["sh", "-c", "cat /bin/app.txt; readlink /copy/link; ls /copy"])
-    assert out == "built\n/out/app\napp\nlink\npasswd\n"
+    code, out = run_image(store, "multi", ["sh", "-c", "cat /bin/app.txt; readlink /copy/link; ls /copy; "
+                                           "stat -c %u:%g /copy/app /bin/app.txt"])
+    assert out == "built\n/out/app\napp\nlink\npasswd\n1000:50\n0:0\n"
 
 
 def test_from_scratch(store, ctx):
@@ -168,6 +169,7 @@ def test_a_failed_run_names_step_line_and_code_and_leaves_nothing(store, ctx, st
     assert_nothing_left(store)
     r = md("build", "--network", "none", "-t", "broken", ctx, root=store_root)
     assert r.returncode == 1 and "Step 3/3 : RUN" in r.stdout and "Traceback" not in r.stderr
+    assert r.stdout.splitlines()[2:4] == ["Step 2/3 : COPY hello.txt /", " ---> Using cache"], r.stdout
     assert r.stderr.strip().endswith("returned a non-zero code: 3")
     assert_nothing_left(store)
 
@@ -182,6 +184,7 @@ def test_a_failed_run_names_step_line_and_code_and_leaves_nothing(store, ctx, st
     ("FROM busybox\nENV\n", "Dockerfile parse error line 2: ENV requires at least one argument"),
     ("FROM nosuchimage:1\n", "base image nosuchimage:1: no such image here"),
     ("FROM scratch\nRUN true\n", "RUN needs a shell"),
+    ("FROM busybox\nCOPY --chown=bin hello.txt /\n", "--chown=bin: minidocker takes numeric ids only"),
 ])
 def test_bad_input_is_a_clear_error_and_leaves_nothing(store, ctx, store_root, dockerfile, message, tmp_path):
     (tmp_path / "secret").write_text("host secret\n")

@@ -8,6 +8,8 @@ section 2.2 rows R1, R7, R8.
 """
 import json
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -250,3 +252,25 @@ def test_cgroup_release_agent_and_cgroup_mount_are_refused(env):
 def test_sys_fs_cgroup_itself_is_read_only(env):
     out = env.run_with(["sh", "-c", "exec 2>&1; touch /sys/fs/cgroup/x; echo rc=$?"])[1]
     assert "Read-only file system" in out and "rc=1" in out
+
+
+# -- the oracle: runc applies the same bundle ---------------------------------------------
+
+RUNC = shutil.which("runc") or "/usr/sbin/runc"
+ORACLE = ("exec 2>&1; grep -E '^(Cap(Prm|Eff|Bnd)|NoNewPrivs|Seccomp):' /proc/self/status; "
+          "unshare -U -r true; echo unshare=$?; mkdir -p /m; mount -t tmpfs t /m; echo mount=$?; "
+          "chown 1000 /tmp; echo chown=$?; chown 0 /tmp; mknod /tmp/n.$$ c 1 3; echo mknod=$?; rm -f /tmp/n.$$")
+
+
+@pytest.mark.parametrize("opts", [{}, {"cap_add": ["SYS_ADMIN"]}, {"cap_drop": ["ALL"]},
+                                  {"security_opt": ["no-new-privileges"]},
+                                  {"security_opt": ["seccomp=unconfined"]}], ids=str)
+def test_runc_enforces_our_bundle_the_same_way(env, opts):
+    """Differential: runc reads our linux.seccomp and capability sets; the probe must see the same."""
+    id, path = env.bundle_with(["sh", "-c", ORACLE], opts)
+    theirs = subprocess.run([RUNC, "--root", str(env.tmp / "runc-state"), "run", "--bundle", str(path), id],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert theirs.returncode == 0, theirs.stderr
+    ours = env.cli("run", "--bundle", str(path), id + "m")
+    assert ours.returncode == 0, ours.stderr
+    assert "Seccomp:" in ours.stdout and ours.stdout == theirs.stdout

@@ -23,6 +23,7 @@ Two versions of that filesystem exist, and a host mounts one of three layouts:
 cgroups_v1.py and cgroups_v2.py; this module picks one and holds what they share.
 """
 import builtins
+import contextlib
 import errno
 import os
 import signal
@@ -69,7 +70,8 @@ def create(path: str, resources: dict = None) -> "Cgroup":
         if resources:
             cg._apply(resources)
     except BaseException:
-        cg.remove()
+        with contextlib.suppress(MinidockerError):  # the first error is the one to report
+            cg.remove()
         raise
     return cg
 

@@ -2,8 +2,6 @@
 import gzip
 import io
 import json
-import os
-import shutil
 import subprocess
 import tarfile
 

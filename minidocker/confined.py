@@ -7,23 +7,20 @@ with O_NOFOLLOW; a symlink met on the way is read and resolved by hand, an
 absolute one from the root, and `..` at the root is refused rather than clamped.
 Every change is then made relative to the parent's descriptor (`dir_fd=`).
 
-`resolve_in_root` is the kernel's own version of this walk (openat2 with
-RESOLVE_IN_ROOT, Linux 5.6+): it clamps instead of refusing; the tests use it
-as an independent oracle.
+The kernel's own version of this walk, openat2(RESOLVE_IN_ROOT), is in
+openat2.py: it clamps instead of refusing, and the tests use it as an oracle.
 """
-import ctypes
 import errno
 import os
 import stat
 
 from .errors import MinidockerError
+from .openat2 import open_to_remove, remove_tree_at
 
 O_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_REAL_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_LINKS = 40          # like the kernel's ELOOP limit
 MAX_CACHED = 4096
-RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_IN_ROOT = 0x01, 0x02, 0x04, 0x10
-SYS_OPENAT2 = 437       # the same number on every architecture
 
 
 def split_name(name: str, entry: str = None) -> list:
@@ -35,41 +32,6 @@ def split_name(name: str, entry: str = None) -> list:
     if ".." in parts:
         raise MinidockerError(f"{what}: '..' in a path refused")
     return parts
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    how = _OpenHow(flags, 0, resolve)
-    fd = libc.syscall(SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), path)
-    return fd
-
-
-def resolve_in_root(rootfd: int, path: str, flags: int = os.O_PATH | os.O_CLOEXEC) -> int:
-    """openat2(rootfd, path, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS): a descriptor, never outside."""
-    return _openat2(rootfd, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-
-
-def _open_to_remove(pfd: int, name: str) -> int:
-    """Open directory `name` for emptying: never through a symlink, never into a mount (even a bind)."""
-    try:
-        return _openat2(pfd, name, O_REAL_DIR, RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS)
-    except OSError as e:
-        if e.errno == errno.EXDEV:
-            raise MinidockerError(f"refusing to remove {name}: it is a mount point") from None
-        if e.errno != errno.ENOSYS:
-            raise
-    fd = os.open(name, O_REAL_DIR, dir_fd=pfd)   # before Linux 5.6: another filesystem at least
-    if os.fstat(fd).st_dev != os.fstat(pfd).st_dev:
-        os.close(fd)
-        raise MinidockerError(f"refusing to remove {name}: it is a mount point")
-    return fd
 
 
 class Confined:
@@ -177,7 +139,7 @@ class Confined:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            _remove_tree(pfd, name)
+            remove_tree_at(pfd, name)
         else:
             os.unlink(name, dir_fd=pfd)
         self._forget()
@@ -266,7 +228,7 @@ class Confined:
             if path not in keep:
                 self._replace(fd, entry.name)
             elif entry.is_dir(follow_symlinks=False):
-                sub = _open_to_remove(fd, entry.name)
+                sub = open_to_remove(fd, entry.name)
                 try:
                     self.prune(sub, path, keep)
                 finally:
@@ -281,18 +243,12 @@ class Confined:
         for key, value in xattrs.items():
             self._setxattr(fd, key, value)
 
-    def set_link_attrs(self, parts, uid, gid, xattrs, times):
+    def set_path_attrs(self, parts, uid, gid, mode, xattrs, times):
+        """Attributes of a symlink (mode None: links have none) or a fresh device or fifo."""
         pfd, name = self.dir(parts[:-1]), parts[-1]
         os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-        for key, value in xattrs.items():
-            self._setxattr(f"/proc/self/fd/{pfd}/{name}", key, value, follow=False)
-        os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
-
-    def set_node_attrs(self, parts, uid, gid, mode, xattrs, times):
-        # a device can't be opened safely to fchmod it; it is fresh and no symlink
-        pfd, name = self.dir(parts[:-1]), parts[-1]
-        os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-        os.chmod(name, mode, dir_fd=pfd)
+        if mode is not None:
+            os.chmod(name, mode, dir_fd=pfd)   # a node can't be opened safely; it is fresh, no symlink
         for key, value in xattrs.items():
             self._setxattr(f"/proc/self/fd/{pfd}/{name}", key, value, follow=False)
         os.utime(name, ns=times, dir_fd=pfd, follow_symlinks=False)
@@ -313,17 +269,3 @@ class Confined:
                 os.utime(parts[-1], ns=times, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             pass   # replaced later in the layer by something that is not a directory
-
-
-def _remove_tree(pfd, name):
-    """rm -rf below a directory descriptor; never follows a link, never crosses a mount."""
-    fd = _open_to_remove(pfd, name)
-    try:
-        for entry in os.scandir(fd):
-            if entry.is_dir(follow_symlinks=False):
-                _remove_tree(fd, entry.name)
-            else:
-                os.unlink(entry.name, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=pfd)

@@ -163,7 +163,7 @@ class _Applier:
             if not e.linkname:
                 raise MinidockerError(f"layer entry {e.name!r}: symlink with an empty target")
             r.make_symlink(parts, e.linkname)
-            r.set_link_attrs(parts, e.uid, e.gid, self._xattrs(e), (e.atime_ns, e.mtime_ns))
+            r.set_path_attrs(parts, e.uid, e.gid, None, self._xattrs(e), (e.atime_ns, e.mtime_ns))
         elif t == tarfile.LNKTYPE:
             target = split_name(e.linkname, e.name)
             if not target or tuple(target) == parts:
@@ -175,7 +175,7 @@ class _Applier:
             if kind != stat.S_IFIFO and not (0 <= major < 1 << 12 and 0 <= minor < 1 << 20):
                 raise MinidockerError(f"layer entry {e.name!r}: invalid device number {major}:{minor}")
             r.make_node(parts, kind, os.makedev(major, minor) if kind != stat.S_IFIFO else 0)
-            r.set_node_attrs(parts, e.uid, e.gid, e.mode, self._xattrs(e), (e.atime_ns, e.mtime_ns))
+            r.set_path_attrs(parts, e.uid, e.gid, e.mode, self._xattrs(e), (e.atime_ns, e.mtime_ns))
         else:
             raise MinidockerError(f"layer entry {e.name!r}: unsupported tar type {t!r}")
 

@@ -20,7 +20,8 @@ import tempfile
 import pytest
 
 from minidocker import layers
-from minidocker.confined import Confined, resolve_in_root
+from minidocker.confined import Confined
+from minidocker.openat2 import resolve_in_root
 from minidocker.errors import MinidockerError
 from tarcorpus import dev, dir_, fifo, gnu_tar_bytes, hard, opaque, reg, sym, tar_bytes, whiteout
 

@@ -185,10 +185,12 @@ def test_docker_media_types_pull_with_the_image_id_unchanged(busybox, registry, 
 
 
 @pytest.mark.slow
-def test_a_second_pull_downloads_nothing(busybox, registry, store):
+def test_a_second_pull_downloads_nothing(busybox, registry, store, capsys):
     name, _ = pushed(busybox, registry, "minidocker/again:v1")
-    first = pull.fetch(store, name, progress=False)
+    first = pull.fetch(store, name, progress=True)
     assert len(first["downloaded"]) == 3 and first["present"] == []
+    bars = capsys.readouterr().err   # one tqdm bar per layer, named by its digest
+    assert all(l["digest"][7:19] in bars for l in busybox.layers) and "100%" in bars
     second = pull.fetch(store, name, progress=False)
     assert second["downloaded"] == [] and len(second["present"]) == 2
 

@@ -202,12 +202,19 @@ def podman(tmp_path):
     shutil.rmtree(runroot, ignore_errors=True)
 
 
+_POLICY = []
+
+
 def skopeo(*args, check=True):
     """Run skopeo with its own policy (accept anything: these are our own test images)."""
-    policy = Path(os.environ.get("TMPDIR", "/tmp")) / "minidocker-test-policy.json"
-    if not policy.exists():
-        policy.write_text('{"default":[{"type":"insecureAcceptAnything"}]}')
-    return subprocess.run(["skopeo", "--policy", str(policy), *args], capture_output=True, text=True, check=check)
+    if not _POLICY:
+        import atexit
+        fd, path = tempfile.mkstemp(prefix="minidocker-skopeo-policy-", suffix=".json")
+        os.write(fd, b'{"default":[{"type":"insecureAcceptAnything"}]}')
+        os.close(fd)
+        atexit.register(os.unlink, path)   # leave nothing behind on the host
+        _POLICY.append(path)
+    return subprocess.run(["skopeo", "--policy", _POLICY[0], *args], capture_output=True, text=True, check=check)
 
 
 def build_image(store, tag: str):

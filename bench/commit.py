@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from minidocker import commit, containers, images  # noqa: E402
+from minidocker.changes import write_layer  # noqa: E402
 from minidocker.bootstrap import bootstrap  # noqa: E402
 from minidocker.store import Store  # noqa: E402
 
@@ -52,7 +53,7 @@ def main():
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(c.dir / "upper") for f in fs)
         print(f"upper: {a.files} files, {size / 1e6:.0f} MB")
         subprocess.run(["sync"])
-        tar_times, our_times = [], []
+        tar_times, our_times, writer_times = [], [], []
         out = os.path.join(a.dir, "upper.tar")
         for _ in range(a.runs):
             t = time.perf_counter()
@@ -60,13 +61,19 @@ def main():
             tar_times.append(time.perf_counter() - t)
             os.unlink(out)
             t = time.perf_counter()
+            with open(os.devnull, "wb") as null:
+                write_layer(c.dir / "upper", null)   # the tar writer alone, to see where the time goes
+            writer_times.append(time.perf_counter() - t)
+            t = time.perf_counter()
             image = commit.commit(store, c.id, "bench:commit")
             our_times.append(time.perf_counter() - t)
             images.remove(store, image.id, force=True)   # next run writes and unpacks the layer again
         tar_best, our_best = min(tar_times), min(our_times)
         print(f"tar -c           {tar_best:6.2f} s   (runs: {', '.join(f'{x:.2f}' for x in tar_times)})")
         print(f"minidocker commit {our_best:5.2f} s   (runs: {', '.join(f'{x:.2f}' for x in our_times)})")
+        print(f"  of which changes.write_layer to /dev/null: {min(writer_times):.2f} s")
         print(f"ratio commit / tar = {our_best / tar_best:.2f}  (goal: <= 1.5)")
+        print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         c.remove()
     finally:
         shutil.rmtree(a.dir, ignore_errors=True)

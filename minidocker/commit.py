@@ -13,8 +13,10 @@ one moment's state and not a mix of before and after.
 import contextlib
 import hashlib
 import os
+import queue
 import stat
 import tempfile
+import threading
 
 from . import containers, dockerfile, images, oci, reference
 from .changes import changes, is_opaque, is_whiteout, write_layer
@@ -116,9 +118,52 @@ def frozen(c, pause: bool = True):
 def layer_blob(store, upper) -> tuple:
     """Write an upper directory as an (uncompressed) layer blob; (descriptor, diff_id)."""
     with store.writer() as w:
-        diff_id = write_layer(upper, w)
+        spool = _Spool(w)
+        try:
+            diff_id = write_layer(upper, spool)
+        finally:
+            spool.close()
         size, digest = w.written, w.commit()
     return {"mediaType": oci.LAYER, "digest": digest, "size": size}, diff_id
+
+
+class _Spool:
+    """write_layer's many small writes handed to the blob writer in 1 MB pieces, on a thread of its own.
+
+    The blob writer hashes and writes what it gets; on a second thread that
+    overlaps with write_layer reading and hashing the files (hashlib lets go
+    of the GIL for big pieces), so a commit costs about one pass, like tar -c.
+    """
+
+    PIECE = 1 << 20
+
+    def __init__(self, sink):
+        self.sink, self.buf, self.error = sink, bytearray(), None
+        self.queue = queue.Queue(maxsize=8)
+        self.thread = threading.Thread(target=self._drain, name="commit-spool", daemon=True)
+        self.thread.start()
+
+    def write(self, data) -> None:
+        self.buf += data
+        if len(self.buf) >= self.PIECE:
+            self.queue.put(bytes(self.buf))
+            self.buf.clear()
+
+    def _drain(self):
+        while (piece := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.sink.write(piece)
+                except BaseException as e:   # handed back to the caller by close()
+                    self.error = e
+
+    def close(self) -> None:
+        if self.buf:
+            self.queue.put(bytes(self.buf))
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def diff(store, name: str) -> list:

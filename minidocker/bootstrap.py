@@ -24,8 +24,8 @@ from .store import Store
 from .units import iso, now_iso
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SKELETON_DIRS = ["bin", "dev", "etc", "home", "proc", "root", "run", "sbin", "sys", "usr", "usr/bin",
-                 "usr/sbin", "var", "var/spool", "var/spool/mail", "var/www"]
+SKELETON_DIRS = ["bin", "dev", "etc", "home", "proc", "run", "sbin", "sys", "usr", "usr/bin",
+                 "usr/sbin", "var", "var/spool", "var/spool/mail", "var/www"]   # root and tmp: own modes
 PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
           "daemon:x:1:1:daemon:/usr/sbin:/bin/false\n"
           "nobody:x:65534:65534:nobody:/home:/bin/false\n"

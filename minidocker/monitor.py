@@ -27,6 +27,7 @@ from .errors import MinidockerError
 from .files import read_json, write_json
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
 _held = []   # sockets reserving published host ports while the container runs
 
 
@@ -102,6 +103,9 @@ def main(root, cid, attach):
     os.setsid()
     from .runtime import linux
     linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    import ctypes
+    title = ctypes.create_string_buffer(b"minidocker-mon")
+    linux.prctl(PR_SET_NAME, ctypes.addressof(title))   # how ps (and the tests' leak check) tell monitors
     channel = int(os.environ.pop("MINIDOCKER_MONITOR_FD"))
     os.set_inheritable(channel, False)
     from .containers import Container

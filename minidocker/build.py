@@ -50,6 +50,7 @@ def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=Fa
 
     `network` is the RUN containers' network (docker build --network): bridge, or none.
     """
+    tags = [tags] if isinstance(tags, str) else list(tags)
     context = os.path.abspath(context)
     if not os.path.isdir(context):
         raise MinidockerError(f"unable to prepare context: path {context!r} not found", 1)

@@ -15,7 +15,6 @@ import hashlib
 import os
 import posixpath
 import re
-import stat
 import tarfile
 
 from .errors import MinidockerError
@@ -118,30 +117,19 @@ class SourceTar:
         self.owner, self.hash = owner, hashlib.sha256()
 
     def add(self, path: str, dest: str, ignore: Ignore = None, context: str = None):
-        """Add file or directory `path` as `dest`; a directory's contents go under `dest`, not itself."""
-        st = os.lstat(path)
-        if stat.S_ISDIR(st.st_mode):
-            self._member(path, dest, st, follow=False)
+        """Add `path` as `dest`; a directory with everything under it (symlinks are kept as links)."""
+        self._member(path, dest)
+        if os.path.isdir(path) and not os.path.islink(path):
             for name in sorted(os.listdir(path)):
                 child = os.path.join(path, name)
                 if ignore and context and ignore.excluded(os.path.relpath(child, context)):
                     continue
-                self._tree(child, f"{dest}/{name}", ignore, context)
-        else:
-            self._member(path, dest, st, follow=False)
+                self.add(child, f"{dest}/{name}", ignore, context)
 
-    def _tree(self, path, dest, ignore, context):
-        st = os.lstat(path)
-        self._member(path, dest, st, follow=False)
-        if stat.S_ISDIR(st.st_mode):
-            for name in sorted(os.listdir(path)):
-                child = os.path.join(path, name)
-                if ignore and context and ignore.excluded(os.path.relpath(child, context)):
-                    continue
-                self._tree(child, f"{dest}/{name}", ignore, context)
-
-    def _member(self, path, dest, st, follow):
+    def _member(self, path, dest):
         info = self.tar.gettarinfo(path, arcname=dest)
+        if info is None:
+            return   # a socket: nothing a layer can hold
         info.uid, info.gid = self.owner
         info.uname = info.gname = ""
         self.hash.update(repr((dest, info.type, info.mode, info.uid, info.gid, info.linkname, info.size)).encode())

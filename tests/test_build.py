@@ -197,3 +197,17 @@ def test_bad_input_is_a_clear_error_and_leaves_nothing(store, ctx, store_root, d
     assert_nothing_left(store)
     r = md("build", "--network", "none", "-t", "bad", ctx, root=store_root)
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_build_args_quiet_and_file(store, ctx, store_root):
+    (ctx / "Other").write_text('FROM busybox\nARG WHO\nRUN echo "hi $WHO" > /who\nCMD ["cat", "/who"]\n')
+    r = md("build", "--network", "none", "-q", "-f", ctx / "Other", "--build-arg", "WHO=cli", "-t", "cli:1", ctx,
+           root=store_root, check=True)
+    assert r.stdout.strip() == images.get(store, "cli:1").id
+    assert run_image(store, "cli:1") == (0, "hi cli\n")
+    r = md("build", "--build-arg", "=x", ctx, root=store_root)
+    assert r.returncode == 125 and "invalid --build-arg" in r.stderr
+    r = md("build", "-t", "Bad:Tag", ctx, root=store_root)
+    assert r.returncode == 125 and "invalid tag" in r.stderr
+    r = md("build", ctx / "nosuchdir", root=store_root)
+    assert r.returncode == 1 and "unable to prepare context" in r.stderr and "Traceback" not in r.stderr

@@ -189,6 +189,11 @@ def test_cli_verbs_and_run_exit_status(env):
     assert env.cli("delete", "--force", id).returncode == 0
     assert env.cli("state", id).returncode == 1
     assert env.run(["sh", "-c", "exit 32"])[0] == 32
+    script = os.path.join(os.path.dirname(sys.executable), "minidocker-runtime")  # pyproject's entry point
+    id, path = env.bundle(["sh", "-c", "exit 4"])
+    p = subprocess.run([script, "--root", env.root, "run", "--bundle", str(path), id], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 4, p.stderr
     id, path = env.bundle(["sleep", "60"])
     run = subprocess.Popen([sys.executable, "-m", "minidocker.runtime", "--root", env.root, "run",
                             "--bundle", str(path), id])

@@ -157,7 +157,6 @@ def test_clone3_is_enosys_and_clone_with_namespace_flags_is_eperm(env, tmp_path)
 
 def test_seccomp_in_a_child_process_of_ours(tmp_path):
     """The filter itself, without a container: clone3 ENOSYS, unshare EPERM, ordinary calls fine."""
-    import ctypes
     import subprocess
     import sys
     code = ("import ctypes, os, json; from minidocker.runtime import seccomp, seccomp_profile as p;"

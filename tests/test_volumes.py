@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from minidocker import bundle, volumes
+from minidocker import volumes
 from minidocker.errors import Conflict, MinidockerError, NotFound
 from minidocker.files import write_json
 from minidocker.runtime import linux

@@ -158,12 +158,12 @@ def reset(store) -> list:
         raise MinidockerError(f"system reset: {live[0]} is still mounted; nothing more removed")
     remove_tree(store.root)
     done.append(f"store {store.root}")
-    done += _host_parents()
+    done += _host_parents(store.root)
     return done
 
 
-def _host_parents() -> list:
-    """The /sys/fs/cgroup/*/minidocker parents and minidocker0: only rmdir, so busy ones stay."""
+def _host_parents(root) -> list:
+    """The /sys/fs/cgroup/*/minidocker parents and our bridge: only when nothing else uses them."""
     done = []
     for top in Path("/sys/fs/cgroup").iterdir():
         for name in ("minidocker", "minidocker-runtime"):
@@ -176,11 +176,14 @@ def _host_parents() -> list:
                     continue   # another store's containers still live below it
     try:
         from pyroute2 import IPRoute
-        from .network import _default_bridge
+        from .network import _default_bridge, _tag
         bridge = _default_bridge()
         with IPRoute() as ipr:
             for index in ipr.link_lookup(ifname=bridge):
-                if not [link for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == index]:
+                # another store's bridge (its tag names that store) is that store's business
+                alias = ipr.link("get", index=index)[0].get_attr("IFLA_IFALIAS") or ""
+                mine = not alias or alias.startswith(_tag(root) + ":")
+                if mine and not [link for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == index]:
                     ipr.link("del", index=index)
                     done.append(bridge)
     except ImportError:

@@ -110,10 +110,7 @@ def root(tmp_path):
     cli("system", "reset", "-f", root=r)
 
 
-@pytest.mark.parametrize("point", ["after-cgroup-create", pytest.param("after-clone-before-exec", marks=pytest.mark.xfail(
-    strict=True, raises=subprocess.TimeoutExpired,
-    reason="the monitor forks the init with its own fds: the waiting init keeps the run channel and the "
-           "container lock open, so `run` never returns (reported to the lead and runtime engineers)"))])
+@pytest.mark.parametrize("point", ["after-cgroup-create", "after-clone-before-exec"])
 def test_run_killed_while_creating_the_container(root, point):
     r = cli("run", "--name", "c1", "--network", "none", "busybox", "true", root=root, crash=point, timeout=20)
     assert r.returncode != 0

@@ -131,6 +131,16 @@ def _fork_stage(args, stdio, fds):
         for i, fd in enumerate(stdio):
             if fd is not None and fd != i:
                 os.dup2(fd, i)
+        # A fork inherits every descriptor of the caller (the monitor's pipe to its
+        # starter, its lock files): the init, which may wait for `start` forever,
+        # must hold none of them, as after subprocess's close_fds.
+        keep = {0, 1, 2, *fds}
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) not in keep:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass   # the directory's own descriptor, already gone
         from . import init
         init.main(args)  # never returns
         os._exit(1)

@@ -162,12 +162,30 @@ def test_kill_accepts_names_and_numbers_and_term_stops_a_created_container(env):
     assert statedir.parse_signal("TERM") == statedir.parse_signal("SIGTERM") == statedir.parse_signal("15") == 15
     with pytest.raises(MinidockerError):
         statedir.parse_signal("NOPE")
-    id, path = env.bundle(["sleep", "60"])
-    pid = runtime.create(id, path, root=env.root)
-    runtime.kill(id, 15, root=env.root)
-    statedir.wait_gone({"pid": pid, "start_time": statedir.start_time(pid) or -1})
-    assert runtime.state(id, root=env.root)["status"] == "stopped"
-    runtime.delete(id, root=env.root)
+    for sig in (15, "HUP", "SIGUSR1"):
+        id, path = env.bundle(["sleep", "60"])
+        pid = runtime.create(id, path, root=env.root)
+        runtime.kill(id, sig, root=env.root)
+        statedir.wait_gone({"pid": pid, "start_time": statedir.start_time(pid) or -1})
+        assert runtime.state(id, root=env.root)["status"] == "stopped"
+        runtime.delete(id, root=env.root)
+    id, path = env.bundle(["sh", "-c", "trap 'exit 9' USR1; echo ready; while :; do sleep 0.1; done"])
+    r, w = os.pipe()
+    try:  # after start, the program's own handlers answer, not ours
+        pid = runtime.create(id, path, root=env.root, stdio=(0, w, 2))
+        os.close(w)
+        w = None
+        runtime.start(id, root=env.root)
+        assert os.read(r, 6) == b"ready\n"
+        runtime.kill(id, "USR1", root=env.root)
+        _, status = os.waitpid(pid, 0)  # we are its subreaper
+        assert os.waitstatus_to_exitcode(status) == 9  # the trap ran: our handlers were gone
+        assert runtime.state(id, root=env.root)["status"] == "stopped"
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+        runtime.delete(id, force=True, root=env.root)
 
 
 def test_force_delete_kills_a_running_container(env):

@@ -23,6 +23,10 @@ from . import cgroupfs, dev, linux, mounts, process, terminal
 from .process import report
 
 
+_UNTIL_START = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+                signal.SIGUSR2)
+
+
 def stage(spec: dict, cg_path, sync: int, console, fifo: str) -> None:
     """Join the cgroup and namespaces, fork the init, report its PID."""
     if cg_path:
@@ -67,8 +71,10 @@ def setup(spec: dict, new_ns: int, console, fifo: str):
     Returns the program's path and an O_PATH fd of exec.fifo (taken before
     pivot_root hides the host's paths).
     """
-    # Until `start`, TERM must end us (as PID 1 we would otherwise ignore it).
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+    # Until `start`, `kill` must end us: as PID 1 of the namespace we would
+    # otherwise ignore every signal but KILL (runc's Go init dies on these too).
+    for sig in _UNTIL_START:
+        signal.signal(sig, lambda signum, _frame: os._exit(128 + signum))
     os.setsid()
     os.umask(0)
     lx, proc = spec.get("linux") or {}, spec["process"]
@@ -120,7 +126,8 @@ def wait_for_start(fifo_fd: int) -> None:
 
 def run(proc: dict, exe: str) -> None:
     """Become the user, check the cwd again as that user, exec."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in _UNTIL_START:
+        signal.signal(sig, signal.SIG_DFL)
     try:
         process.become_user(proc)
         process.enter_cwd(proc.get("cwd"))

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -35,10 +36,12 @@ class SecEnv(Env):
         bundle.write(path, config)
         return id, path
 
-    def run_with(self, args, opts=None, **kw):
+    def run_with(self, args, opts=None, pass_fds=(), **kw):
         """Run `args` with docker-style security options; (rc, stdout, stderr)."""
         id, path = self.bundle_with(args, opts, **kw)
-        p = self.cli("run", "--bundle", str(path), id)
+        p = subprocess.run([sys.executable, "-m", "minidocker.runtime", "--root", self.root, "run",
+                            "--bundle", str(path), id], capture_output=True, text=True, timeout=60,
+                           pass_fds=pass_fds)
         return p.returncode, p.stdout, p.stderr
 
 
@@ -223,16 +226,17 @@ def test_masked_readonly_paths_and_devices(env):
 # -- R1: fds and the working directory --------------------------------------------
 
 def test_no_inherited_fds_and_workdir_through_proc_fd_fails(env):
-    keep = os.open("/", os.O_RDONLY)   # an fd to the host's / held by the caller (CVE-2024-21626)
-    os.set_inheritable(keep, True)
+    # fds to the host's / and cgroupfs, handed to the runtime as a leaky caller would (CVE-2024-21626)
+    keep = [os.open("/", os.O_RDONLY), os.open("/sys/fs/cgroup", os.O_RDONLY)]
     try:
-        rc, out, _ = env.run_with(["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"])
+        rc, out, _ = env.run_with(["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"], pass_fds=keep)
         assert out.split() == ["0", "1", "2", "3"]   # 3 is ls's own directory fd
         for n in range(3, 12):
-            rc, out, err = env.run_with(["cat", "../../../etc/shadow"], cwd=f"/proc/self/fd/{n}")
+            rc, out, err = env.run_with(["cat", "../../../etc/shadow"], cwd=f"/proc/self/fd/{n}", pass_fds=keep)
             assert rc != 0 and "root:" not in out
     finally:
-        os.close(keep)
+        for fd in keep:
+            os.close(fd)
 
 
 # -- R7 --------------------------------------------------------------------------

@@ -277,3 +277,12 @@ def test_runc_enforces_our_bundle_the_same_way(env, opts):
     ours = env.cli("run", "--bundle", str(path), id + "m")
     assert ours.returncode == 0, ours.stderr
     assert "Seccomp:" in ours.stdout and ours.stdout == theirs.stdout
+
+
+def test_read_only_root_keeps_volumes_and_dev_shm_writable(env, tmp_path):
+    data = tmp_path / "rw"
+    data.mkdir()
+    mount = [{"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind"]}]
+    out = env.run_with(["sh", "-c", "exec 2>&1; touch /x; touch /data/y && touch /dev/shm/z && echo writable"],
+                       {"read_only": True}, mounts=mount)[1]
+    assert "Read-only file system" in out and "writable" in out and os.listdir(data) == ["y"]

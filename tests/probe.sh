@@ -2,7 +2,7 @@
 # What a container can see of its own confinement. The differential test runs
 # it under runc and under minidocker-runtime with the same bundle and diffs.
 echo "== status"
-grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs):' /proc/self/status
+grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|SigBlk|SigIgn):' /proc/self/status
 echo "== mounts (point, options, type, super options)"
 awk '{ for (i = 7; $i != "-"; i++) ; print $5, $6, $(i+1), $(i+3) }' /proc/self/mountinfo | sort
 echo "== /dev (without std*: they follow whatever stdio the caller passed)"

@@ -340,6 +340,8 @@ def test_exec_joins_the_container(env):
         lines = out.stdout.splitlines()
         assert lines[0].startswith("sleep") and lines[1] == (id + "0123456789")[:12]
         assert env.cli("exec", id, "sh", "-c", "exit 3").returncode == 3
+        ignored = env.cli("exec", id, "grep", "SigIgn", "/proc/self/status").stdout.split()
+        assert ignored == ["SigIgn:", "0000000000000000"]  # not Python's SIGPIPE/SIGXFSZ
         assert runtime.exec_process(id, {"args": ["true"]}, root=env.root) == 0
         child = runtime.exec_process(id, {"args": ["sleep", "30"]}, root=env.root, detach=True)
         assert ns_inodes(child) == ns_inodes(pid)

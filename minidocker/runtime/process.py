@@ -7,6 +7,7 @@ configured capabilities, close every inherited fd but 0, 1, 2, and execve.
 import json
 import os
 import resource
+import signal
 import stat
 
 from ..errors import MinidockerError
@@ -91,6 +92,10 @@ def enter_cwd(cwd: str) -> None:
 def execve(exe: str, proc: dict) -> None:
     """Close fds >= 3 and replace this process with the program; exit 126/127 if it fails."""
     os.closerange(3, 1 << 20)
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored
+    # across execve: give the program the defaults every other process starts with.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         os.execve(exe, proc["args"], env_dict(proc.get("env")))
     except OSError as e:

@@ -165,9 +165,7 @@ class Builder:
                 try:
                     self.out(f" ---> Running in {c.short_id}")
                     c.start().close()
-                    code = c.wait()
-                    for line in c.logs().splitlines():
-                        self.out(line)
+                    code = self.follow(c)
                     if code:
                         raise MinidockerError(f"Dockerfile line {inst.line}: RUN {inst.text}: the command "
                                               f"returned a non-zero code: {code}", 1)
@@ -185,10 +183,10 @@ class Builder:
         *srcs, dest = items
         dest_abs = posixpath.join(s.settings.get("WorkingDir") or "/", dest)
         into_dir = dest.endswith("/") or len(srcs) > 1 or any(map(buildcontext.glob.has_magic, srcs))
-        into_dir = into_dir or _is_dir(s.image, dest_abs)
+        into_dir = into_dir or buildcontext.is_dir_in(s.image, dest_abs)
         where = posixpath.normpath(dest_abs).lstrip("/") or "."
         with self.source_root(inst) as (root, is_context), tempfile.TemporaryFile() as tar_file:
-            tar = buildcontext.SourceTar(tar_file, _owner(inst))
+            tar = buildcontext.SourceTar(tar_file, buildcontext.owner(inst.flags.get("chown"), inst.line))
             for pattern in srcs:
                 for name, path in buildcontext.sources(root, pattern, context=is_context, ignore=self.ignore):
                     if inst.cmd == "ADD" and is_context and buildcontext.is_archive(path):
@@ -206,6 +204,20 @@ class Builder:
             s.image = self.cached(f"{text}\n{tar.digest()}", make)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def follow(self, c) -> int:
+        """Show a RUN step's output while it runs, whole lines only; its exit code."""
+        shown = 0
+        while True:
+            done = c.wait_exit(0.2)
+            lines = c.logs().split("\n")
+            # the piece after the last newline is half a line, unless the step is over
+            ready = lines if done and lines[-1] else lines[:-1]
+            for line in ready[shown:]:
+                self.out(line)
+            shown = max(shown, len(ready))
+            if done:
+                return c.state["ExitCode"]
 
     @contextlib.contextmanager
     def source_root(self, inst):
@@ -251,30 +263,6 @@ class Builder:
         image = make()
         buildcache.remember(self.store, parent, what, image)
         return image
-
-
-def _owner(inst) -> tuple:
-    """COPY --chown=UID[:GID] (numeric: names would need the image's /etc/passwd); root by default."""
-    value = inst.flags.get("chown")
-    if not value:
-        return (0, 0)
-    uid, _, gid = value.partition(":")
-    if not uid.isdigit() or not (gid or uid).isdigit():
-        raise MinidockerError(f"Dockerfile line {inst.line}: --chown={value}: minidocker takes numeric ids only", 1)
-    return int(uid), int(gid or uid)
-
-
-def _is_dir(image, path) -> bool:
-    """Whether `path` is a directory in the image (its top-most layer that has it decides)."""
-    import stat
-    if image is None:
-        return False
-    for lower in image.lower_dirs():
-        try:
-            return stat.S_ISDIR(os.lstat(os.path.join(str(lower), path.lstrip("/"))).st_mode)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-    return False
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import hashlib
 import os
 import posixpath
 import re
+import stat
 import tarfile
 
 from .errors import MinidockerError
@@ -172,3 +173,25 @@ class _Hashing:
 def is_archive(path: str) -> bool:
     """Whether ADD should unpack `path`: a regular file that tarfile reads as a tar."""
     return os.path.isfile(path) and tarfile.is_tarfile(path)
+
+
+def owner(value: str, line: int) -> tuple:
+    """COPY --chown=UID[:GID] (numeric: names would need the image's /etc/passwd); root by default."""
+    if not value:
+        return (0, 0)
+    uid, _, gid = value.partition(":")
+    if not uid.isdigit() or not (gid or uid).isdigit():
+        raise MinidockerError(f"Dockerfile line {line}: --chown={value}: minidocker takes numeric ids only", 1)
+    return int(uid), int(gid or uid)
+
+
+def is_dir_in(image, path: str) -> bool:
+    """Whether `path` is a directory in the image (the top-most layer that has it decides)."""
+    if image is None:
+        return False
+    for lower in image.lower_dirs():
+        try:
+            return stat.S_ISDIR(os.lstat(os.path.join(str(lower), path.lstrip("/"))).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return False

@@ -160,16 +160,17 @@ def test_dockerfile_elsewhere_with_f(store, ctx, tmp_path):
 
 
 def test_a_failed_run_names_step_line_and_code_and_leaves_nothing(store, ctx, store_root):
-    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY hello.txt /\n\nRUN echo partial > /p && exit 3\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY hello.txt /\n\nRUN echo partial > /p && echo said && exit 3\n")
     index = store.index()
     with pytest.raises(MinidockerError) as e:
         build.build(store, ctx, tags=["broken"], out=lambda line: None, network="none")
-    assert str(e.value) == "Dockerfile line 4: RUN echo partial > /p && exit 3: the command returned a non-zero code: 3"
+    assert str(e.value) == "Dockerfile line 4: RUN echo partial > /p && echo said && exit 3: the command returned a non-zero code: 3"
     assert store.index() == index
     assert_nothing_left(store)
     r = md("build", "--network", "none", "-t", "broken", ctx, root=store_root)
     assert r.returncode == 1 and "Step 3/3 : RUN" in r.stdout and "Traceback" not in r.stderr
     assert r.stdout.splitlines()[2:4] == ["Step 2/3 : COPY hello.txt /", " ---> Using cache"], r.stdout
+    assert r.stdout.splitlines()[-1] == "said"   # the step's own output, shown as it ran
     assert r.stderr.strip().endswith("returned a non-zero code: 3")
     assert_nothing_left(store)
 

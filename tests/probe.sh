@@ -13,6 +13,11 @@ echo "== who, where"
 id
 hostname
 pwd
+echo "== process"
+umask
+env | sort
+cat /proc/self/oom_score_adj
+echo "pid $$"
 echo "== limits"
 ulimit -a
 echo "== fds"

@@ -62,3 +62,17 @@ def test_probe_same_for_a_user_with_a_workdir(tmp_path, rootfs):  # noqa: F811
     theirs, ours = run_both(tmp_path, rootfs, user="alice", cwd="/home/alice")
     assert "uid=1000(alice)" in ours
     assert_same(theirs, ours)
+
+
+@pytest.mark.skipif(not os.path.exists(RUNC), reason="runc is installed by script/bootstrap")
+def test_probe_same_with_config_mounts_and_a_readonly_root(tmp_path, rootfs):  # noqa: F811
+    data = tmp_path / "data"
+    data.mkdir()
+    mounts = [{"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "ro", "nosuid"]},
+              {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "nodev", "size=1m", "mode=700"]}]
+    theirs, ours = run_both(tmp_path, rootfs, mounts=mounts,
+                            extra={"root": {"path": str(rootfs), "readonly": True}})
+    assert "/data ro,nosuid" in ours and "/scratch rw,nosuid,nodev" in ours and "\n/ ro," in ours
+    assert_same(theirs, ours)
+    assert os.listdir(data) == []

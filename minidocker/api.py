@@ -50,8 +50,13 @@ def container(name) -> Container:
 
 def create(image, command=None, *, name=None, environment=(), workdir=None, hostname=None, user=None,
            entrypoint=None, tty=False, stdin_open=False, remove=False, resources=None, network="bridge",
-           ports=(), publish_all=False, labels=None) -> Container:
-    """minidocker create: a container, not started."""
+           ports=(), publish_all=False, volumes=(), security=None, labels=None) -> Container:
+    """minidocker create: a container, not started.
+
+    volumes: docker -v strings ("/host:/ctr:ro", "name:/data"); security: {"cap_add": [...],
+    "cap_drop": [...], "privileged": bool, "security_opt": [...], "read_only": bool}.
+    """
+    from . import volumes as vols
     if isinstance(command, str):
         command = ["sh", "-c", command]
     if isinstance(environment, dict):
@@ -59,7 +64,8 @@ def create(image, command=None, *, name=None, environment=(), workdir=None, host
     return _containers.create(store(), image, command, name=name, env=list(environment), workdir=workdir,
                               hostname=hostname, user=user, entrypoint=entrypoint, tty=tty,
                               stdin_open=stdin_open, auto_remove=remove, resources=resources,
-                              network=network, ports=ports, publish_all=publish_all, labels=labels)
+                              network=network, ports=ports, publish_all=publish_all,
+                              mounts=vols.parse(volumes, store=store()), security=security, labels=labels)
 
 
 def run(image, command=None, *, detach=False, name=None, **options) -> Container:

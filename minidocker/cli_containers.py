@@ -18,6 +18,10 @@ RUN_ARGS = (
     arg("--cpuset-cpus"), arg("--pids-limit", type=int),
     arg("--network", "--net", default="bridge"), arg("-p", "--publish", action="append", default=[]),
     arg("-P", "--publish-all", action="store_true"),
+    arg("-v", "--volume", action="append", default=[]), arg("--mount", action="append", default=[]),
+    arg("--tmpfs", action="append", default=[]), arg("--read-only", action="store_true"),
+    arg("--cap-add", action="append", default=[]), arg("--cap-drop", action="append", default=[]),
+    arg("--privileged", action="store_true"), arg("--security-opt", action="append", default=[]),
 )
 
 
@@ -28,10 +32,15 @@ def _create(a, auto_remove=False):
     for path in a.env_file:
         env += containers.read_env_file(path)
     labels = dict(item.split("=", 1) if "=" in item else (item, "") for item in a.label)
+    from . import volumes
+    mounts = volumes.parse(a.volume, a.mount, a.tmpfs, store=store)
+    security = {"cap_add": a.cap_add, "cap_drop": a.cap_drop, "privileged": a.privileged,
+                "security_opt": a.security_opt, "read_only": a.read_only}
     return containers.create(store, a.image, a.command or None, name=a.name, env=env + a.env, workdir=a.workdir,
                              hostname=a.hostname, user=a.user, entrypoint=a.entrypoint, tty=a.tty,
                              stdin_open=a.interactive, auto_remove=auto_remove, resources=_resources(a),
-                             network=a.network, ports=a.publish, publish_all=a.publish_all, labels=labels)
+                             network=a.network, ports=a.publish, publish_all=a.publish_all, mounts=mounts,
+                             security=security, labels=labels)
 
 
 def _resources(a):
@@ -40,7 +49,7 @@ def _resources(a):
     except ImportError:
         return None
     return limits.resources(memory=a.memory, memory_swap=a.memory_swap, cpus=a.cpus, cpu_shares=a.cpu_shares,
-                            cpuset_cpus=a.cpuset_cpus, pids_limit=a.pids_limit)
+                            cpuset_cpus=a.cpuset_cpus, pids_limit=a.pids_limit, privileged=a.privileged)
 
 
 @verb("run", "Create and start a container", *RUN_ARGS, arg("-d", "--detach", action="store_true"),
@@ -169,9 +178,10 @@ def cmd_kill(a):
     _each(a.containers, lambda c: c.kill(a.signal))
 
 
-@verb("rm", "Remove containers", arg("containers", nargs="+"), arg("-f", "--force", action="store_true"))
+@verb("rm", "Remove containers", arg("containers", nargs="+"), arg("-f", "--force", action="store_true"),
+      arg("-v", "--volumes", action="store_true", help="also remove its anonymous volumes"))
 def cmd_rm(a):
-    _each(a.containers, lambda c: c.remove(a.force))
+    _each(a.containers, lambda c: c.remove(a.force, a.volumes))
 
 
 @verb("wait", "Wait for containers to exit, print their exit codes", arg("containers", nargs="+"))

@@ -124,8 +124,17 @@ class Container:
         self.wait_exit()
         return self.state["ExitCode"]
 
-    def remove(self, force: bool = False) -> None:
-        """docker rm: refused while running unless forced; releases everything the container holds."""
+    def security_options(self) -> dict:
+        """The security flags it was created with, as security.security() takes them."""
+        h = self.record["HostConfig"]
+        return {"cap_add": h.get("CapAdd"), "cap_drop": h.get("CapDrop"), "privileged": h.get("Privileged"),
+                "security_opt": h.get("SecurityOpt"), "read_only": h.get("ReadonlyRootfs")}
+
+    def remove(self, force: bool = False, volumes: bool = False) -> None:
+        """docker rm: refused while running unless forced; releases everything the container holds.
+
+        Anonymous volumes go with the container when asked (rm -v) or when it was run with --rm.
+        """
         self.reload()
         if self.status == "running":
             if not force:
@@ -136,6 +145,14 @@ class Container:
         release(self)
         with self.store.lock:
             remove_tree(self.dir)
+        if volumes or self.record["HostConfig"].get("AutoRemove"):
+            from . import volumes as vols
+            for spec in self.record["HostConfig"].get("Mounts") or []:
+                if spec.get("Anonymous"):
+                    try:
+                        vols.remove(self.store, spec["Source"], force=True)
+                    except NotFound:
+                        pass
 
     def logs(self, tail=None, timestamps=False, stdout=True, stderr=True) -> str:
         """The container's output so far, both streams interleaved as they came."""
@@ -214,9 +231,16 @@ def get(store: Store, name: str) -> Container:
 
 def create(store: Store, image: str, command=None, *, name=None, env=(), workdir=None, hostname=None,
            user=None, entrypoint=None, tty=False, stdin_open=False, auto_remove=False, resources=None,
-           network="bridge", ports=(), publish_all=False, mounts=(), labels=None) -> Container:
-    """docker create: a record, an empty writable layer, nothing running yet."""
+           network="bridge", ports=(), publish_all=False, mounts=(), security=None, labels=None) -> Container:
+    """docker create: a record, an empty writable layer, nothing running yet.
+
+    `mounts` are volume specs (volumes.parse); `security` holds --cap-add,
+    --cap-drop, --privileged, --security-opt and --read-only (security.security).
+    """
     from . import netmode
+    from . import security as sec
+    security = dict(security or {})
+    sec.security(security)   # a bad flag fails now, before anything exists
     img = images.get(store, image)
     ic = img.config.get("config") or {}
     ports = netmode.check(store, network, ports, publish_all, ic.get("ExposedPorts"))
@@ -235,7 +259,10 @@ def create(store: Store, image: str, command=None, *, name=None, env=(), workdir
               "OpenStdin": stdin_open, "Labels": {**(ic.get("Labels") or {}), **(labels or {})},
               "ExposedPorts": ic.get("ExposedPorts") or {}, "StopSignal": ic.get("StopSignal")}
     host = {"AutoRemove": auto_remove, "NetworkMode": network, "PortBindings": list(ports),
-            "Mounts": list(mounts), "Resources": resources or {}}
+            "Mounts": list(mounts), "Resources": resources or {},
+            "CapAdd": list(security.get("cap_add") or []), "CapDrop": list(security.get("cap_drop") or []),
+            "Privileged": bool(security.get("privileged")), "SecurityOpt": list(security.get("security_opt") or []),
+            "ReadonlyRootfs": bool(security.get("read_only"))}
     with store.lock:
         taken = {c.name for c in all_containers(store)}
         if name is None:

@@ -152,19 +152,21 @@ def main(root, cid, attach):
 
 def _start(c, attach):
     """Mount, write the bundle, create and start the init; returns (pid, output fds, console fd)."""
-    from . import bundle, netmode, overlay, runtime
+    from . import bundle, netmode, overlay, runtime, security, volumes
     from .containers import runtime_root
     from .images import get
     from .runtime.statedir import start_time
     rootfs = c.dir / "rootfs"
     if not overlay.is_mounted(rootfs):
         overlay.mount(get(c.store, c.record["Image"]).lower_dirs(), c.dir / "upper", c.dir / "work", rootfs)
-    cfg = c.record["Config"]
+    cfg, host = c.record["Config"], c.record["HostConfig"]
     namespaces, mounts = netmode.bundle_parts(c)
+    mounts += volumes.oci_mounts(c.store, host.get("Mounts"), rootfs)
     spec = bundle.spec(str(rootfs), (cfg.get("Entrypoint") or []) + cfg["Cmd"], env=cfg["Env"],
                        cwd=cfg["WorkingDir"], user=cfg["User"], hostname=cfg["Hostname"], terminal=cfg["Tty"],
-                       cgroups_path=f"/minidocker/{c.id}", resources=c.record["HostConfig"].get("Resources"),
+                       cgroups_path=f"/minidocker/{c.id}", resources=host.get("Resources"),
                        namespaces=namespaces, mounts=mounts)
+    security.apply(spec, security.security(c.security_options()))   # capabilities, seccomp, --read-only
     bundle.write(c.dir, spec)
     console = None
     if cfg["Tty"]:

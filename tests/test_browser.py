@@ -136,7 +136,7 @@ def click_through_the_lifecycle(lab, browser, engine):
 
     last = browser.execute_script(RUN_TO_WIDGET, WIDGET_CELL)
     assert last > 0, f"no cell of {NOTEBOOK} calls {WIDGET_CELL}"
-    state = wait_for(lambda: _ran(browser, last), 90, "the cells up to the widget to run")
+    wait_for(lambda: _ran(browser, last), 90, "the cells up to the widget to run")
 
     buttons = wait_for(lambda: _buttons(browser), 30, "the widget's four buttons")
     box = browser.execute_script("return arguments[0].closest('.widget-vbox')", buttons["create"])

@@ -14,6 +14,7 @@ import pytest
 
 from minidocker import layers, tarstream
 from minidocker.errors import MinidockerError
+from minidocker.files import mounts_under
 from tarcorpus import (dev, dir_, fifo, gnu_tar_bytes, gz, hard, opaque, reg, sym, tar_bytes, tree,
                        whiteout, zst)
 
@@ -282,6 +283,7 @@ def test_failing_system_calls_name_the_entry(tmp_path):
             layers.unpack(io.BytesIO(tar_bytes(reg("full/big", os.urandom(1 << 20)))), d)
     finally:
         subprocess.run(["umount", d / "full"], check=True)
+    assert mounts_under(tmp_path) == []
 
 
 @pytest.mark.root

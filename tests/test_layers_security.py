@@ -23,6 +23,7 @@ from minidocker import layers
 from minidocker.confined import Confined
 from minidocker.openat2 import resolve_in_root
 from minidocker.errors import MinidockerError
+from minidocker.files import mounts_under
 from tarcorpus import dev, dir_, fifo, gnu_tar_bytes, hard, opaque, reg, sym, tar_bytes, whiteout
 
 pytestmark = pytest.mark.root
@@ -269,6 +270,7 @@ def test_replacing_never_deletes_through_a_mount(tmp_path):
     finally:
         subprocess.run(["umount", dest / "mnt"], check=True)
     assert (outside / "precious").read_bytes() == b"keep"
+    assert mounts_under(tmp_path) == []
 
 
 def test_no_descriptor_outlives_an_unpack_refused_or_not(tmp_path):

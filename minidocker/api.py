@@ -93,3 +93,28 @@ def run(image, command=None, *, detach=False, name=None, **options) -> Container
         c.state.update(Status="exited", Running=False, ExitCode=code)
         return c
     return c.reload()
+
+
+def commit(container, repo=None, **options) -> Image:
+    """minidocker commit: the container's writable layer becomes a new image (options: message, author, changes)."""
+    from . import commit as committer
+    return committer.commit(store(), getattr(container, "id", container), repo, **options)
+
+
+def diff(container) -> list:
+    """minidocker diff: [(kind, path)], kind A (added), C (changed) or D (deleted)."""
+    from . import commit as committer
+    return committer.diff(store(), getattr(container, "id", container))
+
+
+def build(context, tags=(), **options) -> Image:
+    """minidocker build: a Dockerfile in `context` becomes an image (options: dockerfile, build_args, no_cache)."""
+    from . import build as builder
+    return builder.build(store(), context, tags=list(tags) if not isinstance(tags, str) else [tags], **options)
+
+
+def pull(name, platform=None) -> Image:
+    """minidocker pull."""
+    from . import pull as puller
+    return puller.pull(store(), name, platform=platform)
+

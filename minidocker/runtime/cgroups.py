@@ -17,6 +17,11 @@ Two versions of that filesystem exist, and a host mounts one of three layouts:
             we use the v1 trees for limits and also join the v2 one, so every
             line of /proc/<pid>/cgroup names the container's group
 
+Devices: v1 enforces the OCI device rules (devices.allow/deny); v2 would need
+an eBPF program, so there the rules are not enforced by the cgroup and the
+runtime's /dev (only the spec's nodes, no CAP_MKNOD, nodev) is the guard; see
+cgroups_v2.py.
+
 `create(path, resources)` takes what an OCI bundle holds: `linux.cgroupsPath`
 ("/minidocker/<id>", always relative to the root of each tree) and
 `linux.resources` (memory, cpu, pids, devices). The drivers live in

@@ -42,9 +42,13 @@ def _children(path):
     return sorted(found, key=lambda ns: (not is_whiteout(ns[1]), os.fsencode(ns[0])))
 
 
-def write_layer(upper, out) -> str:
-    """Write the changes in `upper` to `out` as a deterministic layer tar; return its diff_id."""
+def write_layer(upper, out, skip=()) -> str:
+    """Write the changes in `upper` to `out` as a deterministic layer tar; return its diff_id.
+
+    `skip`: paths relative to `upper` ("etc/hosts") to leave out, with what is under them.
+    """
     sha = hashlib.sha256()
+    skip = set(skip)
 
     def emit(data):
         sha.update(data)
@@ -55,6 +59,8 @@ def write_layer(upper, out) -> str:
     def walk(path, rel):
         for name, st in _children(path):
             full, name_in_tar = os.path.join(path, name), f"{rel}{name}"
+            if name_in_tar in skip:
+                continue
             if is_whiteout(st):
                 emit(_header(f"{rel}{WHITEOUT}{name}", tarfile.REGTYPE, st, mode=0o600))
                 continue
@@ -98,9 +104,13 @@ def _guarded(walk, upper):
 
 
 def _header(name, kind, st, mode=None, size=0, linkname="", xattrs=None) -> bytes:
+    mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    if not xattrs:
+        fast = _ustar(name, kind, mode, st, size, linkname)
+        if fast is not None:
+            return fast
     info = tarfile.TarInfo(name)
-    info.type, info.size, info.linkname = kind, size, linkname
-    info.mode = stat.S_IMODE(st.st_mode) if mode is None else mode
+    info.type, info.size, info.linkname, info.mode = kind, size, linkname, mode
     info.uid, info.gid, info.mtime = st.st_uid, st.st_gid, int(st.st_mtime)
     info.uname = info.gname = ""
     if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
@@ -109,6 +119,32 @@ def _header(name, kind, st, mode=None, size=0, linkname="", xattrs=None) -> byte
         info.pax_headers = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
                             for k, v in sorted(xattrs.items())}
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _ustar(name, kind, mode, st, size, linkname):
+    """The plain ustar header of an entry that needs no PAX record, or None if it does.
+
+    Packed here rather than by tarfile (a commit writes one per file, and
+    tarfile's general path dominates the time), field by field as POSIX
+    defines them: the same bytes for the same entry on every Python version.
+    """
+    try:
+        name_b, link_b = name.encode("ascii"), linkname.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if kind == tarfile.DIRTYPE:
+        name_b += b"/"   # as tar writes a directory's name
+    mtime, major, minor, device = int(st.st_mtime), 0, 0, bytes(16)   # device numbers: devices only
+    if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        device = b"%07o\0%07o\0" % (major, minor)
+    if (len(name_b) > 100 or len(link_b) > 100 or max(st.st_uid, st.st_gid, major, minor) >= 8 ** 7
+            or size >= 8 ** 11 or not 0 <= mtime < 8 ** 11):
+        return None
+    head = b"".join([name_b.ljust(100, b"\0"), b"%07o\0" % mode, b"%07o\0" % st.st_uid,
+                     b"%07o\0" % st.st_gid, b"%011o\0" % size, b"%011o\0" % mtime, b" " * 8, kind,
+                     link_b.ljust(100, b"\0"), b"ustar\x0000", bytes(64), device]).ljust(BLOCK, b"\0")
+    return head[:148] + b"%06o\0 " % sum(head) + head[156:]
 
 
 def _xattrs(path) -> dict:
@@ -129,17 +165,20 @@ def _copy(path, size, emit):
         emit(bytes(BLOCK - size % BLOCK))
 
 
-def changes(upper, lowers: list) -> list:
+def changes(upper, lowers: list, skip=()) -> list:
     """docker diff: [(kind, "/path")] with A(dded), C(hanged), D(eleted), sorted by path.
 
     A path is C rather than A when a lower layer has it (lowers top first). An
-    opaque directory that hid a lower one is C, and what it hid is D.
+    opaque directory that hid a lower one is C, and what it hid is D. `skip`
+    as for write_layer.
     """
-    found, lowers = [], [os.fspath(p) for p in lowers]
+    found, lowers, skip = [], [os.fspath(p) for p in lowers], {"/" + p for p in skip}
 
     def walk(path, rel):
         for name, st in _children(path):
             full, where = os.path.join(path, name), f"{rel}/{name}"
+            if where in skip:
+                continue
             below = _lower(lowers, where)
             if is_whiteout(st):
                 found.append(("D", where))

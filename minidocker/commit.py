@@ -15,7 +15,6 @@ import hashlib
 import os
 import queue
 import stat
-import tempfile
 import threading
 
 from . import containers, dockerfile, images, oci, reference
@@ -56,8 +55,7 @@ def commit(store, name: str, repo: str = None, *, message: str = "", author: str
 def snapshot(store, c, base, settings: dict, created_by: str, *, message="", author="", pause=True) -> tuple:
     """(config, layers, blobs written) of the image a commit makes; nothing is named yet."""
     with frozen(c, pause):
-        with upper_view(c, base) as upper:
-            desc, diff_id = layer_blob(store, upper)
+        desc, diff_id = layer_blob(store, *upper_view(c, base))
     empty = diff_id == EMPTY_LAYER
     if empty:
         images.discard(store, [desc["digest"]])   # docker: no change, no layer, only a history entry
@@ -115,12 +113,12 @@ def frozen(c, pause: bool = True):
         group.thaw()
 
 
-def layer_blob(store, upper) -> tuple:
+def layer_blob(store, upper, skip=()) -> tuple:
     """Write an upper directory as an (uncompressed) layer blob; (descriptor, diff_id)."""
     with store.writer() as w:
         spool = _Spool(w)
         try:
-            diff_id = write_layer(upper, spool)
+            diff_id = write_layer(upper, spool, skip)
         finally:
             spool.close()
         size, digest = w.written, w.commit()
@@ -170,8 +168,8 @@ def diff(store, name: str) -> list:
     """docker diff: [(kind, path)] with kind A, C or D."""
     c = containers.get(store, name)
     base = images.get(store, c.record["Image"])
-    with upper_view(c, base) as upper:
-        return changes(upper, base.lower_dirs())
+    upper, skip = upper_view(c, base)
+    return changes(upper, base.lower_dirs(), skip)
 
 
 # -- what the engine put there, not the user -----------------------------------------
@@ -225,37 +223,9 @@ def _in_image(lowers, path):
     return None
 
 
-@contextlib.contextmanager
-def upper_view(c, base):
-    """The upper directory, or a hardlinked copy of it without the engine's mount points."""
-    upper = c.dir / "upper"
-    skip = engine_paths(c, base)
-    if not skip:
-        yield upper
-        return
-    with tempfile.TemporaryDirectory(dir=c.dir, prefix=".view-") as tmp:
-        view = os.path.join(tmp, "upper")
-        _link_tree(str(upper), view, {os.path.join(str(upper), p) for p in skip})
-        yield view
-
-
-def _link_tree(src, dst, skip):
-    """Mirror `src` at `dst`: directories recreated with their metadata, everything else hardlinked."""
-    st = os.lstat(src)
-    os.mkdir(dst, stat.S_IMODE(st.st_mode))
-    for name in sorted(os.listdir(src)):
-        path = os.path.join(src, name)
-        if path in skip:
-            continue
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            _link_tree(path, os.path.join(dst, name), skip)
-        else:
-            os.link(path, os.path.join(dst, name), follow_symlinks=False)
-    for key in os.listxattr(src, follow_symlinks=False):
-        os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=False), follow_symlinks=False)
-    os.chown(dst, st.st_uid, st.st_gid)
-    os.chmod(dst, stat.S_IMODE(st.st_mode))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+def upper_view(c, base) -> tuple:
+    """(the upper directory, the engine's paths in it that a commit or diff leaves out)."""
+    return c.dir / "upper", engine_paths(c, base)
 
 
 def check_name(repo):

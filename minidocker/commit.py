@@ -118,19 +118,19 @@ def layer_blob(store, upper, skip=()) -> tuple:
     with store.writer() as w:
         spool = _Spool(w)
         try:
-            diff_id = write_layer(upper, spool, skip)
+            write_layer(upper, spool, skip, hashed=False)   # the blob writer hashes, on the spool's thread
         finally:
             spool.close()
         size, digest = w.written, w.commit()
-    return {"mediaType": oci.LAYER, "digest": digest, "size": size}, diff_id
+    return {"mediaType": oci.LAYER, "digest": digest, "size": size}, digest   # uncompressed: digest = diff_id
 
 
 class _Spool:
     """write_layer's many small writes handed to the blob writer in 1 MB pieces, on a thread of its own.
 
     The blob writer hashes and writes what it gets; on a second thread that
-    overlaps with write_layer reading and hashing the files (hashlib lets go
-    of the GIL for big pieces), so a commit costs about one pass, like tar -c.
+    overlaps with write_layer reading the files (hashlib lets go of the GIL
+    for big pieces), so a commit costs about one pass, like tar -c.
     """
 
     PIECE = 1 << 20

@@ -207,9 +207,12 @@ def test_cli_verbs_and_run_exit_status(env):
     assert env.cli("delete", "--force", id).returncode == 0
     assert env.cli("state", id).returncode == 1
     assert env.run(["sh", "-c", "exit 32"])[0] == 32
-    script = os.path.join(os.path.dirname(sys.executable), "minidocker-runtime")  # pyproject's entry point
+    # pyproject's entry point: the installed script, or (source tree only) what it would run
+    script = shutil.which("minidocker-runtime", path=os.path.dirname(sys.executable))
+    cmd = [script] if script else [sys.executable, "-c",
+                                   "import sys; from minidocker.runtime.cli import main; sys.exit(main())"]
     id, path = env.bundle(["sh", "-c", "exit 4"])
-    p = subprocess.run([script, "--root", env.root, "run", "--bundle", str(path), id], capture_output=True,
+    p = subprocess.run(cmd + ["--root", env.root, "run", "--bundle", str(path), id], capture_output=True,
                        text=True, timeout=30)
     assert p.returncode == 4, p.stderr
     id, path = env.bundle(["sleep", "60"])

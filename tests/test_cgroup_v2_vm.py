@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # What runs inside; more files join it (e.g. the engine's lifecycle smoke test).
 # MINIDOCKER_VM_TESTS="tests/a.py tests/b.py" overrides it for one run.
-VM_TESTS = ["tests/test_cgroups.py"]
+VM_TESTS = ["tests/test_cgroups.py", "tests/test_lifecycle_smoke.py"]
 
 
 def run_in_vm(test_files, timeout=900):

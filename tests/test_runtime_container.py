@@ -215,3 +215,17 @@ def test_cgroup_view_matches_the_host_cgroup_version(env):
     else:  # v1: no cgroup namespace (as Docker on v1), one read-only directory per hierarchy
         pids = next(line for line in out.splitlines() if ":pids:" in line)
         assert pids.endswith(f"/minidocker-rt-{env.ids[-1]}") and "memory" in out.split()
+
+
+def test_sysctls_apply_to_the_containers_namespaces_only(env):
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        host_before = f.read()
+    id, path = env.bundle(["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/msgmax"])
+    config = json.loads((path / "config.json").read_text())
+    config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.msgmax": "4242"}
+    (path / "config.json").write_text(json.dumps(config))
+    p = subprocess.run([sys.executable, "-m", "minidocker.runtime", "--root", env.root, "run",
+                        "--bundle", str(path), id], capture_output=True, text=True, timeout=30)
+    assert p.stdout.split() == ["1", "4242"], p.stderr
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read() == host_before  # the host's own value is untouched

@@ -131,3 +131,43 @@ def test_twenty_containers_started_and_removed_concurrently(root):
                                              timeout=120), range(20)))
     assert [r.returncode for r in results] == [i % 3 for i in range(20)], [r.stderr for r in results]
     assert md("ps", "-aq", root=root).stdout == ""
+
+
+def test_run_it_gives_a_real_terminal_that_follows_window_resizes(root):
+    """-it: the container's stdin/stdout are a pty of its own; the window size is passed on."""
+    import fcntl
+    import pty
+    import struct
+    import sys
+    import termios
+    env = dict(os.environ, MINIDOCKER_ROOT=str(root))
+    pid, master = pty.fork()
+    if pid == 0:   # the child is "the user's terminal session"
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        os.execve(sys.executable, [sys.executable, "-m", "minidocker", "run", "-it", "--rm", "--network", "none",
+                                   "busybox", "sh"], env)
+    out = b""
+
+    def read_until(token, timeout=20):
+        nonlocal out
+        deadline = time.monotonic() + timeout
+        while token not in out and time.monotonic() < deadline:
+            import select
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        return token in out
+
+    assert read_until(b"# "), out   # the prompt: the shell runs and owns its terminal
+    if b"\x1b[6n" in out:   # busybox asks where the cursor is, as terminals are asked; answer like one
+        os.write(master, b"\x1b[1;5R")
+        time.sleep(0.5)   # what follows too soon would be read as part of the answer
+    os.write(master, b"tty; stty size; echo mark-$((40+2))\r")
+    assert read_until(b"mark-42"), out
+    assert b"/dev/pts/" in out and b"33 101" in out
+    os.write(master, b"exit 3\r")
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 3

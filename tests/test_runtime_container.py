@@ -229,3 +229,16 @@ def test_sysctls_apply_to_the_containers_namespaces_only(env):
     assert p.stdout.split() == ["1", "4242"], p.stderr
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read() == host_before  # the host's own value is untouched
+
+
+def test_cwd_through_a_leaked_fd_is_refused(env):
+    # CVE-2024-21626: a cwd of /proc/self/fd/N, N a host directory the runtime still held.
+    host_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        id, path = env.bundle(["pwd"], cwd=f"/proc/self/fd/{host_dir}")
+        p = subprocess.run([sys.executable, "-m", "minidocker.runtime", "--root", env.root, "run",
+                            "--bundle", str(path), id], capture_output=True, text=True, timeout=30,
+                           pass_fds=(host_dir,))
+    finally:
+        os.close(host_dir)
+    assert p.returncode == 1 and p.stdout == "" and "Traceback" not in p.stderr, (p.stdout, p.stderr)

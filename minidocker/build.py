@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from . import buildcache, buildcontext, commit, containers, dockerfile, images, layers, oci, overlay, reference
 from .errors import MinidockerError, NotFound
-from .files import remove_tree
+from .files import remove_tree, crash_point
 
 
 @dataclass
@@ -75,6 +75,7 @@ def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=Fa
     final = builder.stage.image if builder.stage else None
     if final is None:
         raise MinidockerError("the Dockerfile produced no image (FROM scratch with nothing on it)", 1)
+    crash_point("build-before-tag")   # every step's image exists, the build's name does not yet
     image = images.register(store, final.manifest_desc, tags[0] if tags else None)
     for t in tags[1:]:
         images.tag(store, image.id, t)

@@ -20,6 +20,7 @@ import threading
 from . import containers, dockerfile, images, oci, reference
 from .changes import changes, is_opaque, is_whiteout, write_layer
 from .errors import MinidockerError, NotFound
+from .files import crash_point
 
 # The tar of an empty directory: two zero blocks. A commit that changes no file adds no layer.
 EMPTY_LAYER = "sha256:" + hashlib.sha256(bytes(1024)).hexdigest()
@@ -56,6 +57,7 @@ def snapshot(store, c, base, settings: dict, created_by: str, *, message="", aut
     """(config, layers, blobs written) of the image a commit makes; nothing is named yet."""
     with frozen(c, pause):
         desc, diff_id = layer_blob(store, *upper_view(c, base))
+    crash_point("commit-after-layer")   # a layer blob nobody names yet: collected, never half an image
     empty = diff_id == EMPTY_LAYER
     if empty:
         images.discard(store, [desc["digest"]])   # docker: no change, no layer, only a history entry

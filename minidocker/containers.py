@@ -22,7 +22,7 @@ import time
 
 from . import units
 from .errors import Conflict, MinidockerError, NotFound
-from .files import Lock, read_json, remove_tree, write_json
+from .files import Lock, read_json, remove_tree, write_json, crash_point
 from .store import Store
 
 def runtime_root(store: Store) -> str:
@@ -132,6 +132,7 @@ class Container:
             self.kill("KILL")
             self.wait_exit(10)
         release(self)
+        crash_point("rm-after-release")
         with self.store.lock:
             remove_tree(self.dir)
         if volumes or self.record["HostConfig"].get("AutoRemove"):

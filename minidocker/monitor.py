@@ -24,7 +24,7 @@ import sys
 
 from . import units
 from .errors import MinidockerError
-from .files import read_json, write_json
+from .files import read_json, write_json, crash_point
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NAME = 15
@@ -159,6 +159,7 @@ def _start(c, attach):
     rootfs = c.dir / "rootfs"
     if not overlay.is_mounted(rootfs):
         overlay.mount(get(c.store, c.record["Image"]).lower_dirs(), c.dir / "upper", c.dir / "work", rootfs)
+    crash_point("after-mount-before-state")   # mounted, but state.json does not say running
     cfg, host = c.record["Config"], c.record["HostConfig"]
     namespaces, mounts = netmode.bundle_parts(c)
     mounts += volumes.oci_mounts(c.store, host.get("Mounts"), rootfs)

@@ -171,3 +171,51 @@ def test_rm_interrupted_after_the_record_went(root):
     assert not cdir.exists()
     verify(root)
     no_cgroups_of([cdir.name])
+
+
+def test_commit_killed_after_writing_its_layer(root):
+    assert cli("run", "--name", "src", "--network", "none", "busybox", "sh", "-c", "echo x > /new", root=root).returncode == 0
+    r = cli("commit", "src", "snap:v1", root=root, crash="commit-after-layer")
+    assert r.returncode != 0
+    assert "snap" not in cli("images", root=root).stdout   # no half-named image
+    assert cli("system", "df", root=root).returncode == 0
+    verify(root)
+    assert cli("commit", "src", "snap:v1", root=root).returncode == 0
+    r = cli("run", "--rm", "--network", "none", "snap:v1", "cat", "/new", root=root)
+    assert r.stdout == "x\n", r.stderr
+
+
+def test_build_killed_before_its_image_is_named(root, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo built > /built\n")
+    r = cli("build", "-t", "made:v1", "--network", "none", ctx, root=root, crash="build-before-tag")
+    assert r.returncode != 0
+    assert "made" not in cli("images", root=root).stdout
+    assert cli("system", "df", root=root).returncode == 0
+    verify(root)
+    assert cli("build", "-t", "made:v1", "--network", "none", ctx, root=root).returncode == 0
+    assert cli("run", "--rm", "--network", "none", "made:v1", "cat", "/built", root=root).stdout == "built\n"
+
+
+def test_start_killed_between_mount_and_state(root):
+    r = cli("run", "--name", "half", "--network", "none", "busybox", "true", root=root, crash="after-mount-before-state")
+    assert r.returncode != 0
+    ps = cli("ps", "-a", root=root)
+    assert "Up " not in ps.stdout
+    assert cli("system", "df", root=root).returncode == 0
+    verify(root)   # the stale overlay of a container that never ran is unmounted
+    assert cli("start", "half", root=root).returncode == 0
+    assert cli("rm", "-f", "half", root=root).returncode == 0
+
+
+def test_rm_killed_after_releasing(root):
+    assert cli("run", "-d", "--name", "rmme", "--network", "none", "busybox", "sleep", "300", root=root).returncode == 0
+    cdir, _ = _state(root, "rmme")
+    r = cli("rm", "-f", "rmme", root=root, crash="rm-after-release")
+    assert r.returncode != 0
+    assert cli("system", "df", root=root).returncode == 0
+    verify(root)
+    no_cgroups_of([cdir.name])
+    assert cli("rm", "-f", "rmme", root=root).returncode == 0
+    assert not cdir.exists()

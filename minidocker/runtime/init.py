@@ -49,7 +49,7 @@ def stage(spec: dict, cg_path, sync: int, console, fifo: str) -> None:
         report(sync, pid=pid)
         os._exit(0)
     try:
-        exe, fifo_fd = setup(spec, flags, console, fifo)
+        exe, fifo_fd, flt = setup(spec, flags, console, fifo)
     except MinidockerError as e:
         report(sync, error=str(e), code=e.exit_code)
         os._exit(1)
@@ -62,14 +62,14 @@ def stage(spec: dict, cg_path, sync: int, console, fifo: str) -> None:
     report(sync, ready=True)
     os.close(sync)
     wait_for_start(fifo_fd)
-    run(spec["process"], exe)
+    run(spec["process"], exe, flt)
 
 
 def setup(spec: dict, new_ns: int, console, fifo: str):
     """Everything up to "ready": rootfs, pivot_root, hostname, terminal.
 
-    Returns the program's path and an O_PATH fd of exec.fifo (taken before
-    pivot_root hides the host's paths).
+    Returns the program's path, an O_PATH fd of exec.fifo and the compiled
+    seccomp filter (both made before pivot_root hides the host's files).
     """
     # Until `start`, `kill` must end us: as PID 1 of the namespace we would
     # otherwise ignore every signal but KILL (runc's Go init dies on these too).
@@ -87,6 +87,7 @@ def setup(spec: dict, new_ns: int, console, fifo: str):
     dev.create_links(rootfd)
     os.close(rootfd)
     fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    flt = process.seccomp_filter(lx, proc)  # a bad profile fails create, not start
     mounts.pivot(rootfs)
     if new_ns & linux.CLONE_NEWUTS and spec.get("hostname"):
         linux.sethostname(spec["hostname"])
@@ -114,7 +115,7 @@ def setup(spec: dict, new_ns: int, console, fifo: str):
     process.enter_cwd(proc.get("cwd"))
     exe = process.lookup(proc.get("args"), proc.get("env"))
     process.set_rlimits(proc.get("rlimits"))
-    return exe, fifo_fd
+    return exe, fifo_fd, flt
 
 
 def wait_for_start(fifo_fd: int) -> None:
@@ -124,12 +125,12 @@ def wait_for_start(fifo_fd: int) -> None:
     os.close(fd)
 
 
-def run(proc: dict, exe: str) -> None:
+def run(proc: dict, exe: str, flt=None) -> None:
     """Become the user, check the cwd again as that user, exec."""
     for sig in _UNTIL_START:
         signal.signal(sig, signal.SIG_DFL)
     try:
-        process.become_user(proc)
+        process.drop_privileges(proc, flt)
         process.enter_cwd(proc.get("cwd"))
     except (OSError, MinidockerError) as e:
         os.write(2, f"minidocker-runtime: {e}\n".encode())

@@ -29,7 +29,7 @@ def exec_process(id, proc: dict, *, root=None, stdio=(0, 1, 2), console_socket=N
     st.require(record, path, "created", "running")
     spec = json.loads((path / "config.json").read_text())
     full = {**spec["process"], "terminal": False, **proc}
-    job = {"record": record, "process": full, "detach": detach,
+    job = {"record": record, "process": full, "detach": detach, "linux": spec.get("linux") or {},
            "namespaces": [n["type"] for n in (spec.get("linux") or {}).get("namespaces") or ()]}
     console = None
     if full.get("terminal"):
@@ -71,6 +71,7 @@ def _enter(job: dict, sync: int, console) -> None:
     if not st.is_alive(record):  # checked after the opens: the fds pin the right namespaces
         raise MinidockerError(f"container {record['id']} is not running", 125)
     cgroups.open(record["cgroups_path"]).add(os.getpid())
+    flt = process.seccomp_filter(job["linux"], job["process"])  # exec'd processes get the same filter
     # Not dumpable: a container process must not reach our memory or our
     # /proc/PID/exe (CVE-2019-5736) while we sit in its namespaces; execve resets it.
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
@@ -98,7 +99,7 @@ def _enter(job: dict, sync: int, console) -> None:
         process.enter_cwd(proc.get("cwd"))
         exe = process.lookup(proc.get("args"), proc.get("env"))
         process.set_rlimits(proc.get("rlimits"))
-        process.become_user(proc)
+        process.drop_privileges(proc, flt)
         process.enter_cwd(proc.get("cwd"))
     except MinidockerError as e:
         report(sync, error=str(e), code=e.exit_code)

@@ -69,7 +69,6 @@ def set_oom_score_adj(value) -> None:
 def become_user(proc: dict) -> None:
     """Bounding set, then groups, gid, uid, then the other capability sets."""
     user, caps = proc.get("user") or {}, proc.get("capabilities") or {}
-    seccomp.load(proc.get("seccomp"))  # while we still hold CAP_SYS_ADMIN (security engineer's hook)
     capabilities.drop_bounding(caps)
     linux.prctl(linux.PR_SET_KEEPCAPS, 1)  # keep permitted caps across setuid
     os.setgroups(user.get("additionalGids") or [])
@@ -80,6 +79,25 @@ def become_user(proc: dict) -> None:
     if proc.get("noNewPrivileges"):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     os.umask(user["umask"] if user.get("umask") is not None else 0o022)
+
+
+def seccomp_filter(spec_linux: dict, proc: dict):
+    """The container's seccomp filter, compiled now (while libseccomp is reachable), or None."""
+    profile = (spec_linux or {}).get("seccomp") or proc.get("seccomp")
+    return seccomp.Filter(profile) if profile else None
+
+
+def drop_privileges(proc: dict, flt=None) -> None:
+    """Become the user, loading the seccomp filter while we still may.
+
+    Without no_new_privs only a holder of CAP_SYS_ADMIN may load a filter, so
+    then it goes in before become_user drops our capabilities; with it, after.
+    """
+    if flt and not proc.get("noNewPrivileges"):
+        flt.load()
+    become_user(proc)
+    if flt and proc.get("noNewPrivileges"):
+        flt.load()
 
 
 def enter_cwd(cwd: str) -> None:

@@ -339,3 +339,13 @@ def test_delete_recovers_from_a_crash_inside_create(env, point):
         assert cgroup_exists(f"/minidocker-rt-{id}")  # something to clean up
     finally:
         runtime.delete(id, force=True, root=env.root)
+
+
+def test_a_bad_seccomp_profile_fails_create_and_leaves_nothing(env):
+    id, path = env.bundle(["true"])
+    config = json.loads((path / "config.json").read_text())
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                  "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOPE"}]}
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MinidockerError, match="SCMP_ACT_NOPE"):
+        runtime.create(id, path, root=env.root)

@@ -26,9 +26,12 @@ def host_snapshot() -> dict:
             mounts.add(line.split()[4])
     cgroups = set()
     for top in Path("/sys/fs/cgroup").iterdir():
-        for path in top.glob("**/*minidocker*"):
-            if path.is_dir() and not (path.name in PERSISTENT and path.parent == top):
-                cgroups.add(str(path))
+        try:
+            for path in top.glob("**/*minidocker*"):
+                if path.is_dir() and not (path.name in PERSISTENT and path.parent == top):
+                    cgroups.add(str(path))
+        except FileNotFoundError:   # a group removed while we walked: it is gone, not leaked
+            continue
     links = set(os.listdir("/sys/class/net")) - PERSISTENT
     netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     return {"mounts": mounts, "cgroups": cgroups, "links": links, "netns": netns,

@@ -126,20 +126,27 @@ def main(root, cid, attach):
             tell(event="error", message=str(e), exit_code=e.exit_code)
             return
         except Exception as e:  # a bug: still never leave a half-started container
-            import traceback
-            (c.dir / "monitor-error.txt").write_text(traceback.format_exc())   # for the bug report
+            _log_bug(c)
             _failed(c, f"{type(e).__name__}: {e}", 125)
             tell(event="error", message=f"starting failed: {type(e).__name__}: {e}", exit_code=125)
             return
     tell(event="started")
-    status = _pump(c, init_pid, outputs, console, attach)
+    try:
+        status = _pump(c, init_pid, outputs, console, attach)
+    except Exception:   # a bug while copying output: the exit status still matters more
+        _log_bug(c)
+        status = os.waitpid(init_pid, 0)[1]
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
     with c.lock:
-        oom = _oom_killed(c)
-        _release(c)
+        oom, error = _oom_killed(c), ""
+        try:
+            _release(c)
+        except Exception as e:   # recorded; the next command's reconcile tries again
+            _log_bug(c)
+            error = f"releasing the container failed: {e}"
         state = read_json(c.dir / "state.json")
-        state.update(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom,
+        state.update(Status="exited", Running=False, Pid=0, ExitCode=code, OOMKilled=oom, Error=error,
                      FinishedAt=units.now_iso(), AttachedNetworks=[], Ports=[])
         write_json(c.dir / "state.json", state)
     if c.record["HostConfig"].get("AutoRemove"):
@@ -292,11 +299,18 @@ def _copy_winsize(src, dst):
         pass
 
 
+def _log_bug(c) -> None:
+    """Keep the traceback of something that should not happen, for the bug report."""
+    import traceback
+    with open(c.dir / "monitor-error.txt", "a") as f:
+        f.write(traceback.format_exc())
+
+
 def _oom_killed(c) -> bool:
     from .runtime import cgroups
     try:
         return cgroups.open(f"/minidocker/{c.id}").oom_killed()
-    except MinidockerError:
+    except (MinidockerError, OSError):   # no cgroup left to ask: nothing says it was an OOM kill
         return False
 
 

@@ -49,10 +49,15 @@ def test_push_then_pull_twice(source, registry, tmp_path):
     assert images.get(Store(root), name).id == source.id
 
 
+@pytest.fixture(scope="module", params=["htpasswd_registry", "token_registry"])
+def auth_registry(request):
+    """Each registry that asks for a password; module-scoped, so it starts before the leak check's snapshot."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["htpasswd_registry", "token_registry"])
-def test_login_checks_the_password_keeps_it_private_and_logout_forgets_it(request, kind, tmp_path):
-    htpasswd_registry = request.getfixturevalue(kind)
+def test_login_checks_the_password_keeps_it_private_and_logout_forgets_it(auth_registry, tmp_path):
+    htpasswd_registry = auth_registry
     root = tmp_path / "store"
     r = md("login", "-u", USER, "--password-stdin", htpasswd_registry.host, root=root, input=b"wrong\n", check=False)
     one_line_error(r, "incorrect username or password")

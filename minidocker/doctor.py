@@ -120,6 +120,7 @@ def check(root=None) -> Report:
     rows.append(_cgroup_row())
     rows.extend(_userns_rows())
     rows.append(_busybox_row())
+    rows.append(_seccomp_row())
     dot = shutil.which("dot")
     add("graphviz dot", bool(dot), dot or "not found", "apt-get install graphviz", required=False)
     forward = _read("/proc/sys/net/ipv4/ip_forward", "?")
@@ -132,6 +133,16 @@ def check(root=None) -> Report:
         "free some space or set MINIDOCKER_ROOT to a larger disk")
     rows.append(store_health(root))
     return rows
+
+
+def _seccomp_row() -> Row:
+    """Docker's default syscall filter needs the kernel's seccomp and libseccomp to build it."""
+    import ctypes.util
+    kernel = "Seccomp:" in _read("/proc/self/status")
+    lib = ctypes.util.find_library("seccomp")
+    ok = kernel and bool(lib)
+    value = "filter available (libseccomp)" if ok else ("no seccomp in this kernel" if not kernel else "no libseccomp")
+    return Row("seccomp", ok, value, "apt-get install libseccomp2" if kernel else "use a kernel with CONFIG_SECCOMP")
 
 
 def _cgroup_row() -> Row:

@@ -8,12 +8,16 @@ one ID, and a commit that changes one file gets a new one.
 import hashlib
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import oci, reference
 from .errors import Conflict, MinidockerError, NotFound
 from .store import Store
 from .units import now_iso
+
+
+# The digest a registry gave the image (an index's, for a multi-platform image),
+# kept beside the tag so `name@sha256:<that>` finds it, as docker's RepoDigests do.
+REPO_DIGEST = "io.minidocker.repo.digest"
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Image:
     config_bytes: bytes = field(repr=False)
     config: dict = field(repr=False)
     tags: list   # full reference names, e.g. "docker.io/library/busybox:latest"
+    repo_digests: list = field(default_factory=list)   # "registry/repo@sha256:..." as a registry named it
 
     @property
     def id(self) -> str:
@@ -78,11 +83,18 @@ def list_images(store: Store) -> list:
     """Every image in the store, once each, with all its tags."""
     by_digest = {}
     for entry in store.index()["manifests"]:
-        tags = by_digest.setdefault(entry["digest"], (entry, []))[1]
-        name = (entry.get("annotations") or {}).get(oci.REF_NAME)
-        if name:
-            tags.append(name)
-    return [load(store, entry, tags) for entry, tags in by_digest.values()]
+        tags, digests = by_digest.setdefault(entry["digest"], (entry, [], []))[1:]
+        notes = entry.get("annotations") or {}
+        if notes.get(oci.REF_NAME):
+            tags.append(notes[oci.REF_NAME])
+        if notes.get(REPO_DIGEST) and notes[REPO_DIGEST] not in digests:
+            digests.append(notes[REPO_DIGEST])
+    out = []
+    for entry, tags, digests in by_digest.values():
+        image = load(store, entry, tags)
+        image.repo_digests = digests
+        out.append(image)
+    return out
 
 
 def get(store: Store, name: str) -> Image:
@@ -96,6 +108,11 @@ def get(store: Store, name: str) -> Image:
         for image in images:
             if str(ref) in image.tags or (ref.digest and ref.digest == image.manifest_desc["digest"]):
                 return image
+        # An index's digest names one image per platform: this machine's, as docker run picks.
+        by_index = [i for i in images if ref.digest and f"{ref.name}@{ref.digest}" in i.repo_digests]
+        os_, arch, _ = oci.host_platform()
+        for image in sorted(by_index, key=lambda i: (i.config.get("os"), i.config.get("architecture")) != (os_, arch)):
+            return image
     hexpart = name.removeprefix("sha256:")
     if hexpart and all(c in "0123456789abcdef" for c in hexpart):
         found = [i for i in images if i.id.split(":")[1].startswith(hexpart)]
@@ -116,7 +133,7 @@ def add(store: Store, config: dict, layers: list, tag=None) -> Image:
     return register(store, store.put(oci.dumps(manifest), oci.MANIFEST), tag)
 
 
-def register(store: Store, manifest_desc: dict, tag=None) -> Image:
+def register(store: Store, manifest_desc: dict, tag=None, repo_digest=None) -> Image:
     """Name a manifest whose blobs are all in the store (built, pulled or loaded).
 
     Its layers are unpacked first: a bad layer fails here, before the image has
@@ -130,11 +147,12 @@ def register(store: Store, manifest_desc: dict, tag=None) -> Image:
         for desc in [image.manifest["config"]] + image.layers:
             if not store.has_blob(desc["digest"], desc["size"]):
                 raise MinidockerError(f"blob {desc['digest'][:19]} vanished while the image was written; try again")
+        notes = {REPO_DIGEST: repo_digest} if repo_digest else None
         if tag:
-            store.set_tag(str(reference.parse(tag)), manifest_desc)
+            store.set_tag(str(reference.parse(tag)), manifest_desc, notes)
         else:
-            store.add_untagged(manifest_desc)
-    return load(store, manifest_desc, [str(reference.parse(tag))] if tag else [])
+            store.add_untagged(manifest_desc, notes)
+    return get(store, tag) if tag else load(store, manifest_desc)
 
 
 def add_layer(store: Store, tar_stream, compress: bool = True) -> tuple:
@@ -282,7 +300,9 @@ def inspect(image: Image) -> dict:
     return {
         "Id": image.id,
         "RepoTags": image.familiar_tags,
-        "RepoDigests": [f"{reference.parse(t).familiar_name}@{image.manifest_desc['digest']}" for t in image.tags],
+        "RepoDigests": sorted({reference.parse(d).familiar for d in image.repo_digests}
+                              | {f"{reference.parse(t).familiar_name}@{image.manifest_desc['digest']}"
+                                 for t in image.tags if not image.repo_digests}),
         "Parent": "",
         "Comment": ((c.get("history") or [{}])[-1]).get("comment", ""),
         "Created": c.get("created", ""),

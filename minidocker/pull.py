@@ -125,7 +125,8 @@ def finish(store, done: dict) -> images.Image:
     """Unpack and name what fetch() brought; a layer that fails takes this pull's blobs with it."""
     ref = done["ref"]
     try:
-        return images.register(store, done["manifest_desc"], None if ref.digest else str(ref))
+        return images.register(store, done["manifest_desc"], None if ref.digest else str(ref),
+                               repo_digest=f"{ref.name}@{done['chain'][0]['digest']}")   # an index's, if any
     except MinidockerError:
         images.discard(store, [done["manifest_desc"]["digest"]] + done["downloaded"])
         raise

@@ -128,14 +128,14 @@ class Store:
     def write_index(self, index: dict) -> None:
         atomic_write(self.layout / "index.json", oci.dumps(index), 0o600)
 
-    def set_tag(self, ref_name: str, desc: dict) -> None:
+    def set_tag(self, ref_name: str, desc: dict, annotations=None) -> None:
         """Point `ref_name` at a manifest, moving the tag if it pointed elsewhere."""
         with self.lock:
             index = self.index()
             keep = [m for m in index["manifests"] if _ref(m) != ref_name
                     and not (_ref(m) is None and m["digest"] == desc["digest"])]
             entry = {k: desc[k] for k in ("mediaType", "digest", "size")}
-            entry["annotations"] = {oci.REF_NAME: ref_name}
+            entry["annotations"] = {**(annotations or {}), oci.REF_NAME: ref_name}
             index["manifests"] = keep + [entry]
             self.write_index(index)
 
@@ -154,11 +154,14 @@ class Store:
             self.write_index(index)
             return desc
 
-    def add_untagged(self, desc: dict) -> None:
+    def add_untagged(self, desc: dict, annotations=None) -> None:
         with self.lock:
             index = self.index()
             if not any(m["digest"] == desc["digest"] for m in index["manifests"]):
-                index["manifests"].append({k: desc[k] for k in ("mediaType", "digest", "size")})
+                entry = {k: desc[k] for k in ("mediaType", "digest", "size")}
+                if annotations:
+                    entry["annotations"] = dict(annotations)
+                index["manifests"].append(entry)
                 self.write_index(index)
 
     def forget(self, manifest_digest: str) -> None:

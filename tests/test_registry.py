@@ -128,6 +128,11 @@ def test_pull_of_a_multi_arch_index_picks_linux_amd64_and_works_by_index_digest(
     by_digest = pull.pull(store, f"{registry.host}/minidocker/multi@{index_digest}",
                           platform=("linux", "amd64", None), progress=False)
     assert by_digest.id == busybox.id
+    # As docker's RepoDigests: the image is known by the digest the registry gave (the index's).
+    from minidocker import images
+    found = images.get(store, f"{registry.host}/minidocker/multi@{index_digest}")
+    assert found.id == busybox.id and f"{registry.host}/minidocker/multi@{index_digest}" in found.repo_digests
+    assert f"{registry.host}/minidocker/multi@{index_digest}" in images.inspect(found)["RepoDigests"]
     before = blob_names(store)
     with pytest.raises(MinidockerError, match="no matching manifest for linux/s390x"):
         pull.pull(store, name, platform=("linux", "s390x", None), progress=False)

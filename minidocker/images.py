@@ -6,6 +6,7 @@ the digest of its config (docker's rule), so two tags of the same image share
 one ID, and a commit that changes one file gets a new one.
 """
 import hashlib
+import os
 import zlib
 from dataclasses import dataclass, field
 
@@ -258,8 +259,17 @@ def discard(store: Store, digests) -> None:
 
 
 def collect(store: Store) -> list:
-    """Delete blobs and unpacked layers that no image in the index refers to."""
+    """Delete blobs and unpacked layers that no image in the index refers to.
+
+    Except what is newer than another process's lease: that is a pull, commit
+    or build on its way to naming it (Store.lease).
+    """
     with store.lock:
+        since = store.oldest_other_lease()
+
+        def in_use(path):
+            return since is not None and os.lstat(path).st_mtime_ns >= since
+
         keep, chains = {"sha256:" + "0" * 64}, set()
         for image in list_images(store):
             keep.add(image.manifest_desc["digest"])
@@ -268,12 +278,12 @@ def collect(store: Store) -> list:
             chains.update(image.chain_ids)
         removed = []
         for path in store.blobs.iterdir():
-            if "sha256:" + path.name not in keep:
+            if "sha256:" + path.name not in keep and not in_use(path):
                 path.unlink()
                 removed.append("sha256:" + path.name)
         from .files import remove_tree
         for path in store.layers.iterdir():
-            if not path.name.startswith(".") and "sha256:" + path.name not in chains:
+            if not path.name.startswith(".") and "sha256:" + path.name not in chains and not in_use(path):
                 remove_tree(path)
         return removed
 

@@ -6,6 +6,7 @@
         index.json                    one entry per tag (annotation ref.name), or untagged
         blobs/sha256/<hex>            manifests, configs and layer tars, named by digest
       ingest/                       blobs being written; never visible under blobs/
+      leases/                       one locked file per process writing blobs (see lease())
       layers/<chain hex>/diff       one unpacked directory per layer (an overlay lowerdir)
       containers/ volumes/ ...      the engine's
 
@@ -23,6 +24,7 @@ import hashlib
 import json
 import os
 import secrets
+import weakref
 from pathlib import Path
 
 from . import oci
@@ -47,6 +49,7 @@ class Store:
         self.layers = self.root / "layers"
         self._create_or_check()
         self.lock = Lock(self.root / "lock")
+        self._lease = None
         self.sweep()
 
     def _create_or_check(self):
@@ -87,7 +90,52 @@ class Store:
 
     def writer(self, digest: str = None, size: int = None) -> "BlobWriter":
         """A writer for one blob; the expected digest and size are checked on commit."""
+        self.lease()
         return BlobWriter(self, digest, size)
+
+    # -- leases: what is being written is not garbage yet ----------------------
+
+    def lease(self) -> None:
+        """Protect what this Store writes from now on until it is dropped.
+
+        A pull, commit or build writes blobs and layers first and names them in
+        index.json last; in between they belong to no image, and an rmi in
+        another process would collect them. A lease is a file we hold locked;
+        its mtime is when we began, and collect() leaves alone everything newer
+        than the oldest living lease. Taken on the first write, given back when
+        this Store object goes away (the descriptor closes, the lock with it).
+        """
+        if self._lease is not None:
+            return
+        leases = self.root / "leases"
+        leases.mkdir(mode=0o700, exist_ok=True)
+        path = leases / f"{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lease = os.fdopen(fd, "rb")
+        weakref.finalize(self, _end_lease, self._lease, path)
+
+    def oldest_other_lease(self):
+        """mtime (ns) of the oldest lease another living writer holds, or None; dead ones are removed."""
+        oldest = None
+        mine = os.fstat(self._lease.fileno()).st_ino if self._lease else None
+        for path in (self.root / "leases").glob("*") if (self.root / "leases").exists() else ():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if st.st_ino == mine:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    path.unlink(missing_ok=True)   # its writer is gone
+                except BlockingIOError:
+                    oldest = st.st_mtime_ns if oldest is None else min(oldest, st.st_mtime_ns)
+            finally:
+                os.close(fd)
+        return oldest
 
     def put(self, data: bytes, media_type: str) -> dict:
         """Store bytes we hold in memory; returns their descriptor."""
@@ -182,6 +230,7 @@ class Store:
         final = self.layer_dir(chain_id)
         if final.exists():
             return final / "diff"
+        self.lease()
         tmp = self.layers / f".tmp-{secrets.token_hex(8)}"
         tmp.mkdir(mode=0o700)
         fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -282,6 +331,11 @@ class BlobWriter:
         if self.committed is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+
+
+def _end_lease(file, path) -> None:
+    path.unlink(missing_ok=True)
+    file.close()
 
 
 def _ref(entry: dict):

@@ -74,3 +74,18 @@ def test_tags_move_and_untagged_images_stay_listed(store):
     assert refs == [(b["digest"], "docker.io/library/x:1")]
     store.remove_tag("docker.io/library/x:1", keep_untagged=True)
     assert [m["digest"] for m in store.index()["manifests"]] == [b["digest"]]
+
+
+def test_what_a_living_writer_has_not_named_yet_is_not_collected(store_root):
+    """A pull or commit writes blobs before naming them; an rmi elsewhere must not take them."""
+    import gc
+    from minidocker import images
+    writer = Store(store_root)
+    pending = writer.put(b'{"pending":true}', oci.CONFIG)
+    images.collect(Store(store_root))   # another process's rmi, in effect
+    assert writer.has_blob(pending["digest"])
+    del writer
+    gc.collect()   # the writer is gone, and its lease with it
+    images.collect(Store(store_root))
+    assert not Store(store_root).has_blob(pending["digest"])
+    assert list((store_root / "leases").iterdir()) == []

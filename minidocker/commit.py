@@ -15,6 +15,7 @@ import hashlib
 import os
 import queue
 import stat
+import sys
 import threading
 
 from . import containers, dockerfile, images, oci, reference
@@ -45,7 +46,7 @@ def commit(store, name: str, repo: str = None, *, message: str = "", author: str
     if created_by is None:
         created_by = " ".join((c.record["Config"].get("Entrypoint") or []) + c.record["Config"]["Cmd"])
     cfg, layers, written = snapshot(store, c, base, settings, created_by, message=message, author=author,
-                                    pause=pause)
+                                    pause=pause, progress=show_progress())
     try:
         return name_image(store, cfg, layers, repo)
     except BaseException:
@@ -53,10 +54,11 @@ def commit(store, name: str, repo: str = None, *, message: str = "", author: str
         raise
 
 
-def snapshot(store, c, base, settings: dict, created_by: str, *, message="", author="", pause=True) -> tuple:
+def snapshot(store, c, base, settings: dict, created_by: str, *, message="", author="", pause=True,
+             progress=False) -> tuple:
     """(config, layers, blobs written) of the image a commit makes; nothing is named yet."""
     with frozen(c, pause):
-        desc, diff_id = layer_blob(store, *upper_view(c, base))
+        desc, diff_id = layer_blob(store, *upper_view(c, base), progress=progress)
     crash_point("commit-after-layer")   # a layer blob nobody names yet: collected, never half an image
     empty = diff_id == EMPTY_LAYER
     if empty:
@@ -115,16 +117,27 @@ def frozen(c, pause: bool = True):
         group.thaw()
 
 
-def layer_blob(store, upper, skip=()) -> tuple:
+def layer_blob(store, upper, skip=(), progress=False) -> tuple:
     """Write an upper directory as an (uncompressed) layer blob; (descriptor, diff_id)."""
     with store.writer() as w:
-        spool = _Spool(w)
+        spool = _Spool(w, _bar("commit") if progress else None)
         try:
             write_layer(upper, spool, skip, hashed=False)   # the blob writer hashes, on the spool's thread
         finally:
             spool.close()
         size, digest = w.written, w.commit()
     return {"mediaType": oci.LAYER, "digest": digest, "size": size}, digest   # uncompressed: digest = diff_id
+
+
+def _bar(what):
+    """A byte counter for a long write: in the terminal, or a widget in a notebook (tqdm.auto)."""
+    from tqdm.auto import tqdm
+    return tqdm(unit="B", unit_scale=True, desc=what, mininterval=0.2)
+
+
+def show_progress() -> bool:
+    """Progress where someone watches: a terminal, or a notebook's kernel."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 class _Spool:
@@ -137,8 +150,8 @@ class _Spool:
 
     PIECE = 1 << 20
 
-    def __init__(self, sink):
-        self.sink, self.buf, self.error = sink, bytearray(), None
+    def __init__(self, sink, bar=None):
+        self.sink, self.buf, self.error, self.bar = sink, bytearray(), None, bar
         self.queue = queue.Queue(maxsize=8)
         self.thread = threading.Thread(target=self._drain, name="commit-spool", daemon=True)
         self.thread.start()
@@ -147,6 +160,8 @@ class _Spool:
         self.buf += data
         if len(self.buf) >= self.PIECE:
             self.queue.put(bytes(self.buf))
+            if self.bar is not None:
+                self.bar.update(len(self.buf))
             self.buf.clear()
 
     def _drain(self):
@@ -162,6 +177,9 @@ class _Spool:
             self.queue.put(bytes(self.buf))
         self.queue.put(None)
         self.thread.join()
+        if self.bar is not None:
+            self.bar.update(len(self.buf))
+            self.bar.close()
         if self.error is not None:
             raise self.error
 

@@ -106,9 +106,9 @@ def test_a_running_container_is_frozen_while_committed_and_runs_on(store, base):
     seen = []
     real_layer_blob = commit.layer_blob
 
-    def spy(store_, upper, skip=()):
+    def spy(store_, upper, skip=(), progress=False):
         seen.append(_freezer(group))
-        return real_layer_blob(store_, upper, skip)
+        return real_layer_blob(store_, upper, skip, progress)
     commit.layer_blob = spy
     try:
         image = commit.commit(store, c.id, "live:1")
@@ -172,3 +172,33 @@ def test_cli_commit_and_diff(store, base, store_root):
     assert image.config["config"]["Cmd"] == ["/bin/sh", "-c", "cat /y"]
     assert md("run", "--rm", "--network", "none", "cli:v1", root=store_root, check=True).stdout == "y\n"
     assert json.loads(md("inspect", "cli:v1", root=store_root, check=True).stdout)[0]["Comment"] == "msg"
+
+
+def test_a_commit_shows_its_progress_where_someone_watches(tmp_path):
+    """In a terminal the layer being written is counted on stderr (tqdm), as a pull's layers are."""
+    import pty
+    import subprocess
+    import sys
+    root = tmp_path / "store"
+    env = dict(os.environ, MINIDOCKER_ROOT=str(root))
+    md = [sys.executable, "-m", "minidocker"]
+    subprocess.run(md + ["bootstrap"], env=env, check=True, capture_output=True)
+    subprocess.run(md + ["run", "--name", "big", "--network", "none", "busybox", "sh", "-c",
+                         "head -c 3000000 /dev/urandom > /blob"], env=env, check=True, capture_output=True)
+    import fcntl
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))   # a terminal has a width
+    r = subprocess.run(md + ["commit", "big", "big:v1"], env=env, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    shown = b""
+    try:
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    except OSError:
+        pass
+    os.close(master)
+    assert r.returncode == 0 and r.stdout.startswith(b"sha256:")
+    assert b"commit" in shown and b"MB" in shown, shown
+    subprocess.run(md + ["rm", "big"], env=env, check=True, capture_output=True)

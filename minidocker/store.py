@@ -6,7 +6,7 @@
         index.json                    one entry per tag (annotation ref.name), or untagged
         blobs/sha256/<hex>            manifests, configs and layer tars, named by digest
       ingest/                       blobs being written; never visible under blobs/
-      leases/                       one locked file per process writing blobs (see lease())
+      leases/                       one locked file per process writing blobs (leases.py)
       layers/<chain hex>/diff       one unpacked directory per layer (an overlay lowerdir)
       containers/ volumes/ ...      the engine's
 
@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import secrets
-import weakref
 from pathlib import Path
 
 from . import oci
@@ -93,58 +92,16 @@ class Store:
         self.lease()
         return BlobWriter(self, digest, size)
 
-    # -- leases: what is being written is not garbage yet ----------------------
-
     def lease(self) -> None:
-        """Protect what this Store writes from now on until it is dropped.
-
-        A pull, commit or build writes blobs and layers first and names them in
-        index.json last; in between they belong to no image, and an rmi in
-        another process would collect them. A lease is a file we hold locked;
-        its mtime is when we began, and collect() leaves alone everything newer
-        than the oldest living lease. Taken on the first write, given back when
-        this Store object goes away (the descriptor closes, the lock with it).
-        """
-        if self._lease is not None:
-            return
-        leases = self.root / "leases"
-        leases.mkdir(mode=0o700, exist_ok=True)
-        path = leases / f"{os.getpid()}-{secrets.token_hex(4)}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self._lease = os.fdopen(fd, "rb")
-        weakref.finalize(self, _end_lease, self._lease, path)
+        """Protect what this Store writes from now on until it is dropped (leases.py)."""
+        if self._lease is None:
+            from . import leases
+            self._lease = leases.take(self.root)
 
     def oldest_other_lease(self):
-        """mtime (ns) of the oldest lease another living writer holds, or None; dead ones are removed."""
-        oldest = None
-        mine = os.fstat(self._lease.fileno()).st_ino if self._lease else None
-        for path in (self.root / "leases").glob("*") if (self.root / "leases").exists() else ():
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                st = os.fstat(fd)
-                if st.st_ino == mine:
-                    continue
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    path.unlink(missing_ok=True)   # its writer is gone
-                except BlockingIOError:
-                    oldest = st.st_mtime_ns if oldest is None else min(oldest, st.st_mtime_ns)
-            finally:
-                os.close(fd)
-        return oldest
-
-    def put(self, data: bytes, media_type: str) -> dict:
-        """Store bytes we hold in memory; returns their descriptor."""
-        desc = oci.descriptor(media_type, data)
-        if not self.has_blob(desc["digest"], desc["size"]):
-            with self.writer(desc["digest"], desc["size"]) as w:
-                w.write(data)
-                w.commit()
-        return desc
+        """mtime (ns) of the oldest lease another living writer holds, or None."""
+        from . import leases
+        return leases.oldest(self.root, self._lease)
 
     def read(self, digest: str, limit: int = oci.MAX_JSON_SIZE) -> bytes:
         """The verified bytes of a (small) blob: a corrupt one is an error, never used."""
@@ -331,11 +288,6 @@ class BlobWriter:
         if self.committed is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-
-
-def _end_lease(file, path) -> None:
-    path.unlink(missing_ok=True)
-    file.close()
 
 
 def _ref(entry: dict):

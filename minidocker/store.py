@@ -103,6 +103,15 @@ class Store:
         from . import leases
         return leases.oldest(self.root, self._lease)
 
+    def put(self, data: bytes, media_type: str) -> dict:
+        """Store bytes we hold in memory; returns their descriptor."""
+        desc = oci.descriptor(media_type, data)
+        if not self.has_blob(desc["digest"], desc["size"]):
+            with self.writer(desc["digest"], desc["size"]) as w:
+                w.write(data)
+                w.commit()
+        return desc
+
     def read(self, digest: str, limit: int = oci.MAX_JSON_SIZE) -> bytes:
         """The verified bytes of a (small) blob: a corrupt one is an error, never used."""
         path = self.blob_path(digest)

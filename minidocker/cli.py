@@ -36,6 +36,21 @@ def table(headers, rows, out=None):
         print(line.rstrip(), file=out)
 
 
+def each(names, action) -> None:
+    """Apply `action(name)` to every name, docker style: print what it returns (lines),
+    report each failure on stderr and go on; exit non-zero at the end if any failed."""
+    failed = None
+    for name in names:
+        try:
+            for line in action(name):
+                print(line)
+        except MinidockerError as e:
+            print(f"Error response from daemon: {e}", file=sys.stderr)
+            failed = e
+    if failed:
+        sys.exit(failed.exit_code)
+
+
 def _store():
     from .store import Store
     return Store()
@@ -86,16 +101,8 @@ def cmd_tag(a):
 @verb("rmi", "Remove images", arg("images", nargs="+"), arg("-f", "--force", action="store_true"))
 def cmd_rmi(a):
     from . import images
-    store, failed = _store(), None
-    for name in a.images:
-        try:
-            for line in images.remove(store, name, a.force):
-                print(line)
-        except MinidockerError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            failed = e
-    if failed:
-        sys.exit(failed.exit_code)
+    store = _store()
+    each(a.images, lambda name: images.remove(store, name, a.force))
 
 
 @verb("history", "Show the history of an image", arg("image"),
@@ -119,7 +126,6 @@ def _trunc(text, width):
 @verb("inspect", "Show low-level information as JSON", arg("names", nargs="+"),
       arg("--type", choices=["image", "container"]), arg("-f", "--format", help="accepted; prints JSON"))
 def cmd_inspect(a):
-    from . import images
     store, out, failed = _store(), [], None
     for name in a.names:
         try:

@@ -5,7 +5,7 @@ import signal
 import sys
 import time
 
-from .cli import _store, arg, table, verb
+from .cli import _store, arg, each, table, verb
 from .errors import MinidockerError
 
 RUN_ARGS = (
@@ -154,18 +154,14 @@ def _ports(c):
 
 
 def _each(names, action):
-    """Apply `action` to each named container, docker style: print names, report failures, exit 1."""
+    """Apply `action` to each named container and print its name, as docker stop/kill/rm do."""
     from . import containers
-    store, failed = _store(), False
-    for name in names:
-        try:
-            action(containers.get(store, name))
-            print(name)
-        except MinidockerError as e:
-            print(f"Error response from daemon: {e}", file=sys.stderr)
-            failed = True
-    if failed:
-        sys.exit(1)
+    store = _store()
+
+    def one(name):
+        action(containers.get(store, name))
+        return [name]
+    each(names, one)
 
 
 @verb("stop", "Stop running containers", arg("containers", nargs="+"), arg("-t", "--time", type=float, default=10))

@@ -2,7 +2,7 @@
 import json
 import sys
 
-from .cli import _store, arg, table, verb
+from .cli import _store, arg, each, table, verb
 from .errors import MinidockerError
 
 
@@ -31,16 +31,7 @@ def cmd_volume(a):
     elif a.action == "inspect":
         print(json.dumps([volumes.inspect(store, n) for n in a.names], indent=4))
     else:
-        failed = None
-        for name in a.names:
-            try:
-                volumes.remove(store, name, a.force)
-                print(name)
-            except MinidockerError as e:
-                print(f"Error: {e}", file=sys.stderr)
-                failed = e
-        if failed:
-            sys.exit(failed.exit_code)
+        each(a.names, lambda name: volumes.remove(store, name, a.force) or [name])
 
 
 @verb("system", "Manage minidocker: df, prune, reset",

@@ -41,6 +41,7 @@ def spawn(container, attach=False) -> "Channel":
     import threading
     r, w = os.pipe()
     if threading.active_count() == 1:
+        _preload()
         pid = os.fork()
         if pid == 0:
             os.close(r)
@@ -72,6 +73,14 @@ def spawn(container, attach=False) -> "Channel":
         channel.close()
         raise MinidockerError(event["message"], event["exit_code"])
     return channel
+
+
+def _preload():
+    """Import what the monitor and the container's init will need, before forking them:
+    a warm interpreter (a script calling the API in a loop) then pays for it once."""
+    from . import bundle, netmode, overlay, security, volumes   # noqa: F401
+    from .runtime import cgroups, init, lifecycle, statedir, user   # noqa: F401
+    cgroups._driver()
 
 
 class Channel:

@@ -192,10 +192,10 @@ class Store:
 
     def unpack(self, chain_id: str, blob_digest: str, diff_id: str) -> Path:
         """Unpack a layer blob once; every image and container with it shares the result."""
-        from . import layers   # the tar machinery is only needed here
         final = self.layer_dir(chain_id)
         if final.exists():
             return final / "diff"
+        from . import layers   # the tar machinery: not for every start of a container
         self.lease()
         tmp = self.layers / f".tmp-{secrets.token_hex(8)}"
         tmp.mkdir(mode=0o700)

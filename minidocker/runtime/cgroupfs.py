@@ -36,8 +36,11 @@ def _own_paths():
     return paths
 
 
-def mount_cgroups(rootfd: int, dest: str, flags: int) -> None:
-    """Mount the cgroup filesystem view at `dest` (called from the container's init)."""
+def mount_cgroups(rootfd: int, dest: str, flags: int, cg_path=None) -> None:
+    """Mount the cgroup filesystem view at `dest` (called from the container's init).
+
+    `cg_path` is where the container goes in every hierarchy of a controller we
+    manage: the init may not have been moved there yet (init.stage)."""
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):  # v2 only: one hierarchy
         fd = open_in_root(rootfd, dest, "dir")
         try:
@@ -51,6 +54,9 @@ def mount_cgroups(rootfd: int, dest: str, flags: int) -> None:
     finally:
         os.close(fd)
     own = _own_paths()
+    if cg_path:
+        from .cgroups import V1_CONTROLLERS
+        own.update(dict.fromkeys(V1_CONTROLLERS, cg_path))
     for point, subs in _hierarchies():
         path = next((own[s] for s in subs if s in own), None)
         if path is None:

@@ -150,8 +150,25 @@ class Cgroup:
 
     def add(self, pid: int) -> None:
         """Move process `pid` (and its future children) into this group."""
-        for d in self.dirs:
-            write(os.path.join(d, "cgroup.procs"), pid)
+        self.mover()(pid)
+
+    def mover(self):
+        """add(), in two halves: the cgroup.procs files are opened now, and the function
+        returned writes a PID to them later, even once a pivot_root in a mount namespace
+        we share has taken the host's /sys away from us (init.stage)."""
+        files = [(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC), d) for d in self.dirs]
+
+        def move(pid: int) -> None:
+            try:
+                for fd, d in files:
+                    try:
+                        os.write(fd, str(pid).encode())
+                    except OSError as e:
+                        raise MinidockerError(f"cgroup: cannot move {pid} into {d}: {e.strerror}", 125) from None
+            finally:
+                for fd, _ in files:
+                    os.close(fd)
+        return move
 
     def procs(self) -> list:
         """PIDs directly in this group."""

@@ -28,10 +28,20 @@ _UNTIL_START = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, si
 
 
 def stage(spec: dict, cg_path, sync: int, console, fifo: str) -> None:
-    """Join the cgroup and namespaces, fork the init, report its PID."""
-    if cg_path:
-        from . import cgroups
-        cgroups.open(cg_path).add(os.getpid())
+    """Join the namespaces, fork the init, report its PID, put the init in its cgroup.
+
+    Moving a process between cgroups waits for an RCU grace period (~10 ms on
+    cgroup v1), so the stage moves the init while the init builds its root
+    filesystem: `create` waits for both. A new cgroup namespace is rooted
+    where its creator stands, so with one the stage joins first.
+    """
+    from . import cgroups
+    cg = cgroups.open(cg_path) if cg_path else None
+    cgroupns = any(ns["type"] == "cgroup" and not ns.get("path")
+                   for ns in (spec.get("linux") or {}).get("namespaces") or ())
+    if cg and cgroupns:
+        cg.add(os.getpid())
+    move = cg.mover() if cg and not cgroupns else None
     flags = 0
     for ns in (spec.get("linux") or {}).get("namespaces") or ():
         flag = linux.NAMESPACES[ns["type"]][0]
@@ -47,9 +57,12 @@ def stage(spec: dict, cg_path, sync: int, console, fifo: str) -> None:
     pid = os.fork()
     if pid:
         report(sync, pid=pid)
+        if move:
+            move(pid)
+        report(sync, joined=True)
         os._exit(0)
     try:
-        exe, fifo_fd, flt = setup(spec, flags, console, fifo)
+        exe, fifo_fd, flt = setup(spec, flags, console, fifo, cg_path)
     except MinidockerError as e:
         report(sync, error=str(e), code=e.exit_code)
         os._exit(1)
@@ -65,7 +78,7 @@ def stage(spec: dict, cg_path, sync: int, console, fifo: str) -> None:
     run(spec["process"], exe, flt)
 
 
-def setup(spec: dict, new_ns: int, console, fifo: str):
+def setup(spec: dict, new_ns: int, console, fifo: str, cg_path=None):
     """Everything up to "ready": rootfs, pivot_root, hostname, terminal.
 
     Returns the program's path, an O_PATH fd of exec.fifo and the compiled
@@ -82,7 +95,7 @@ def setup(spec: dict, new_ns: int, console, fifo: str):
     mounts.refuse_symlinks(rootfs)
     rootfd = mounts.prepare_root(rootfs, lx.get("rootfsPropagation", ""))
     for m in spec.get("mounts") or ():
-        mounts.mount_one(rootfd, m, cgroupfs.mount_cgroups)
+        mounts.mount_one(rootfd, m, lambda fd, dest, flags: cgroupfs.mount_cgroups(fd, dest, flags, cg_path))
     dev.create_devices(rootfd, lx.get("devices"))
     dev.create_links(rootfd)
     os.close(rootfd)

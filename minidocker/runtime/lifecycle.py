@@ -93,7 +93,7 @@ def _create(spec, path, record, stdio, console_socket, pid_file, fork) -> int:
             os.close(w)
     if "error" in msgs:
         raise MinidockerError(msgs["error"], msgs.get("code", 125))
-    if not msgs.get("ready"):
+    if not (msgs.get("ready") and msgs.get("joined")):
         raise MinidockerError("container init exited during setup", 125)
     record["start_time"] = st.start_time(record["pid"])
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -148,7 +148,8 @@ def _fork_stage(args, stdio, fds):
 
 
 def _read_sync(fd: int, record: dict) -> dict:
-    """Messages from the stage and the init, until ready, an error or EOF."""
+    """Messages from the stage and the init, until an error, EOF, or both the init's
+    "ready" and the stage's "joined" (the init is in its cgroup)."""
     msgs, buf = {}, b""
     while True:
         chunk = os.read(fd, 65536)
@@ -160,7 +161,7 @@ def _read_sync(fd: int, record: dict) -> dict:
             if "pid" in msg:  # record it at once: a failure from here on must kill it
                 record["pid"] = msg["pid"]
                 record["start_time"] = st.start_time(msg["pid"])
-            if "ready" in msg or "error" in msg:
+            if "error" in msgs or ("ready" in msgs and "joined" in msgs):
                 return msgs
         if not chunk:
             return msgs

@@ -186,23 +186,21 @@ class Builder:
         into_dir = dest.endswith("/") or len(srcs) > 1 or any(map(buildcontext.glob.has_magic, srcs))
         into_dir = into_dir or buildcontext.is_dir_in(s.image, dest_abs)
         where = posixpath.normpath(dest_abs).lstrip("/") or "."
-        with self.source_root(inst) as (root, is_context), tempfile.TemporaryFile() as tar_file:
-            tar = buildcontext.SourceTar(tar_file, buildcontext.owner(inst.flags.get("chown"), inst.line))
-            for pattern in srcs:
-                for name, path in buildcontext.sources(root, pattern, context=is_context, ignore=self.ignore):
-                    if inst.cmd == "ADD" and is_context and buildcontext.is_archive(path):
-                        tar.add_archive(path, where)
-                    elif os.path.isdir(path):
-                        tar.add(path, where, self.ignore if is_context else None, root)
-                    else:
-                        tar.add(path, posixpath.join(where, name) if into_dir else where)
-            tar.close()
+        with self.source_root(inst) as (root, is_context):
+            src = buildcontext.Sources(root, srcs, where, into_dir, context=is_context, ignore=self.ignore,
+                                       owner=buildcontext.owner(inst.flags.get("chown"), inst.line),
+                                       unpack_archives=inst.cmd == "ADD" and is_context)
             text = str(_dockerfile.Instruction(inst.cmd, " ".join(items), inst.line, inst.flags))
+            key = src.digest()   # the tar itself is written only on a miss
 
             def make():
-                tar_file.seek(0)
-                return self.apply_tar(tar_file, f"/bin/sh -c #(nop) {text}")
-            s.image = self.cached(f"{text}\n{tar.digest()}", make)
+                with tempfile.TemporaryFile() as tar_file:
+                    if src.digest(tar_file) != key:
+                        raise MinidockerError(f"Dockerfile line {inst.line}: {inst.cmd}: its sources changed "
+                                              "while the build read them", 1)
+                    tar_file.seek(0)
+                    return self.apply_tar(tar_file, f"/bin/sh -c #(nop) {text}")
+            s.image = self.cached(f"{text}\n{key}", make)
 
     # -- helpers ------------------------------------------------------------------------
 

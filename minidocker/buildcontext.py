@@ -16,7 +16,6 @@ import os
 import posixpath
 import re
 import stat
-import tarfile
 
 from .errors import MinidockerError
 
@@ -106,58 +105,116 @@ def _in_root(root: str, rel: str) -> str:
     return path
 
 
-class SourceTar:
-    """A tar of COPY sources under their destination names, and a hash of what they hold.
+class Sources:
+    """What one COPY or ADD reads, walked the same way twice: by digest() for the cache key,
+    and by digest(tar_file) to write the tar as well, which only a cache miss needs.
 
-    The hash (the cache key) covers names, types, modes, owners, link targets and
-    contents, not times: touching a file does not invalidate the cache, as in docker.
+    The digest covers names, types, modes, owners, link targets and contents, not
+    times: touching a file does not invalidate the cache, as in docker. An archive
+    that ADD unpacks counts by its bytes. A directory brings what is under it
+    (minus .dockerignore's paths), its symlinks kept as links.
     """
 
-    def __init__(self, fileobj, owner=(0, 0)):
-        self.tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)
-        self.owner, self.hash = owner, hashlib.sha256()
+    def __init__(self, root: str, patterns, where: str, into_dir: bool, *, context=True, ignore: Ignore = None,
+                 owner=(0, 0), unpack_archives=False):
+        self.owner, self.ignore = owner, ignore if context else None
+        self.real_root = os.path.realpath(root)
+        self.top = []   # (destination, host path, whether to unpack it): the sources are checked here, hit or miss
+        for pattern in patterns:
+            for name, path in sources(root, pattern, context=context, ignore=ignore):
+                if os.path.isdir(path):
+                    self.top.append((where, path, False))
+                else:
+                    unpack = unpack_archives and is_archive(path)
+                    self.top.append((where if unpack or not into_dir else posixpath.join(where, name), path, unpack))
 
-    def add(self, path: str, dest: str, ignore: Ignore = None, context: str = None):
-        """Add `path` as `dest`; a directory with everything under it (symlinks are kept as links)."""
-        self._member(path, dest)
-        if os.path.isdir(path) and not os.path.islink(path):
-            for name in sorted(os.listdir(path)):
-                child = os.path.join(path, name)
-                if ignore and context and ignore.excluded(os.path.relpath(child, context)):
-                    continue
-                self.add(child, f"{dest}/{name}", ignore, context)
+    def members(self):
+        """(name in the layer, host path, lstat, tar type, link target) of each entry, in tar order;
+        tar type ARCHIVE for an archive to unpack under that name."""
+        inodes = {}   # a file seen again through another hard link becomes a hard link, as tarfile does
+        for dest, path, unpack in self.top:
+            if unpack:
+                yield dest, path, os.stat(path), ARCHIVE, ""
+            else:
+                yield from self._walk(path, dest, os.path.relpath(path, self.real_root), inodes)
 
-    def _member(self, path, dest):
-        info = self.tar.gettarinfo(path, arcname=dest)
-        if info is None:
+    def _walk(self, path, name, rel, inodes):
+        st = os.lstat(path)
+        kind, link = _TYPES.get(stat.S_IFMT(st.st_mode)), ""
+        if kind is None:
             return   # a socket: nothing a layer can hold
-        info.uid, info.gid = self.owner
-        info.uname = info.gname = ""
-        self.hash.update(repr((dest, info.type, info.mode, info.uid, info.gid, info.linkname, info.size)).encode())
-        if info.isreg():
-            with open(path, "rb") as f:
-                self.tar.addfile(info, _Hashing(f, self.hash))
-        else:
-            self.tar.addfile(info)
+        if kind == REG and st.st_nlink > 1:
+            link = inodes.setdefault((st.st_dev, st.st_ino), name)
+            kind, link = (REG, "") if link == name else (HARDLINK, link)
+        elif kind == SYMLINK:
+            link = os.readlink(path)
+        yield name, path, st, kind, link
+        if kind == DIR:
+            for child in sorted(os.listdir(path)):
+                child_rel = f"{rel}/{child}" if rel != "." else child
+                if not (self.ignore and self.ignore.excluded(child_rel)):
+                    yield from self._walk(os.path.join(path, child), f"{name}/{child}", child_rel, inodes)
 
-    def add_archive(self, path: str, dest: str):
-        """ADD of a local tar (plain, gzip, bzip2, xz): its entries, re-rooted under `dest`."""
-        with open(path, "rb") as raw:
-            while chunk := raw.read(1 << 20):
-                self.hash.update(chunk)
-        with tarfile.open(path, mode="r|*") as src:
-            for info in src:
-                name = info.name.lstrip("./") if info.name not in (".", "./") else ""
-                info.name = f"{dest}/{name}".rstrip("/") if name else dest
-                if info.islnk():
-                    info.linkname = f"{dest}/{info.linkname.lstrip('./')}"
-                self.tar.addfile(info, src.extractfile(info) if info.isreg() else None)
+    def digest(self, tar_file=None) -> str:
+        """The sources' sha256; with `tar_file`, their tar is written there too."""
+        h, tar = hashlib.sha256(repr(self.owner).encode()), None
+        if tar_file:
+            import tarfile   # here and below, not at the top: a cached build only hashes
+            tar = tarfile.open(fileobj=tar_file, mode="w|", format=tarfile.PAX_FORMAT)
+        for name, path, st, kind, link in self.members():
+            size = st.st_size if kind in (REG, ARCHIVE) else 0
+            dev = st.st_rdev if kind in (CHAR, BLOCK) else 0
+            h.update(repr((name, kind, st.st_mode & 0o7777, link, size, dev)).encode())
+            if kind == ARCHIVE:
+                with open(path, "rb") as f:
+                    _hash_stream(f, h)
+                if tar:
+                    _add_archive(tar, path, name)
+            elif kind == REG:
+                with open(path, "rb") as f:
+                    if tar:
+                        tar.addfile(_info(name, st, kind, link, self.owner), _Hashing(f, h))
+                    else:
+                        _hash_stream(f, h)
+            elif tar:
+                tar.addfile(_info(name, st, kind, link, self.owner))
+        if tar:
+            tar.close()
+        return h.hexdigest()
 
-    def digest(self) -> str:
-        return self.hash.hexdigest()
 
-    def close(self):
-        self.tar.close()
+# tar's type flags, and ours for an archive ADD unpacks
+REG, HARDLINK, SYMLINK, CHAR, BLOCK, DIR, FIFO, ARCHIVE = b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"archive"
+_TYPES = {stat.S_IFREG: REG, stat.S_IFLNK: SYMLINK, stat.S_IFCHR: CHAR, stat.S_IFBLK: BLOCK,
+          stat.S_IFDIR: DIR, stat.S_IFIFO: FIFO}
+
+
+def _info(name, st, kind, link, owner):
+    import tarfile
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, st.st_size if kind == REG else 0
+    info.mode, info.mtime = st.st_mode & 0o7777, st.st_mtime
+    info.uid, info.gid = owner
+    if kind in (CHAR, BLOCK):
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    return info
+
+
+def _add_archive(tar, path: str, dest: str):
+    """ADD of a local tar (plain, gzip, bzip2, xz): its entries, re-rooted under `dest`."""
+    import tarfile
+    with tarfile.open(path, mode="r|*") as src:
+        for info in src:
+            name = info.name.lstrip("./") if info.name not in (".", "./") else ""
+            info.name = f"{dest}/{name}".rstrip("/") if name else dest
+            if info.islnk():
+                info.linkname = f"{dest}/{info.linkname.lstrip('./')}"
+            tar.addfile(info, src.extractfile(info) if info.isreg() else None)
+
+
+def _hash_stream(f, h):
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
 
 
 class _Hashing:
@@ -172,6 +229,7 @@ class _Hashing:
 
 def is_archive(path: str) -> bool:
     """Whether ADD should unpack `path`: a regular file that tarfile reads as a tar."""
+    import tarfile
     return os.path.isfile(path) and tarfile.is_tarfile(path)
 
 

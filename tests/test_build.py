@@ -124,6 +124,41 @@ def test_a_second_build_comes_from_the_cache_and_a_changed_file_rebuilds_from_it
     assert " ---> Using cache" not in lines
 
 
+def test_the_copy_cache_key_is_what_the_sources_hold_not_their_times(store, ctx):
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY hello.txt src /app/\nADD files.tar.gz /opt/\n")
+    first = build.build(store, ctx, out=lambda line: None, network="none")
+
+    def rebuild():
+        lines = []
+        image = build.build(store, ctx, out=quiet(lines), network="none")
+        return image.id, lines.count(" ---> Using cache")
+
+    assert rebuild() == (first.id, 2)
+    (ctx / "src" / "debug.log").write_text("ignored, whatever it holds\n")   # .dockerignore'd
+    os.utime(ctx / "src" / "lib" / "util.txt", (1, 1))
+    assert rebuild() == (first.id, 2)
+    seen = {first.id}
+    for path in (ctx / "hello.txt", ctx / "src" / "lib" / "util.txt"):   # a named file, a file in a directory
+        st = path.stat()
+        path.write_text(path.read_text().upper())   # same size, same mtime: only the bytes tell
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        image_id, cached = rebuild()
+        assert cached == 0 and image_id not in seen
+        seen.add(image_id)
+    os.chmod(ctx / "hello.txt", 0o600)
+    image_id, cached = rebuild()
+    assert cached == 0 and image_id not in seen
+    assert run_image(store, image_id, ["cat", "/app/hello.txt", "/app/lib/util.txt"]) == (0, "HELLO FILE\nUTIL\n")
+    buf = io.BytesIO()   # the archive ADD unpacks counts by its bytes
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo("./inner.txt")
+        info.size = 6
+        t.addfile(info, io.BytesIO(b"INNER\n"))
+    (ctx / "files.tar.gz").write_bytes(buf.getvalue())
+    image_id, cached = rebuild()
+    assert cached == 1 and image_id not in seen
+
+
 def test_a_step_that_changes_nothing_adds_no_layer(store, ctx):
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN true\nRUN echo x > /x\n")
     image = build.build(store, ctx, out=lambda line: None, network="none")

@@ -17,19 +17,21 @@ import os
 import posixpath
 import secrets
 import tempfile
-from dataclasses import dataclass, field
 
-from . import buildcache, buildcontext, commit, containers, dockerfile, images, layers, oci, overlay, reference
+# Only what a fully cached build needs is imported here: the modules that make a
+# step (commit, containers, layers, overlay: tarfile, zstandard, ctypes...) cost
+# more than the whole cached build, so the functions that run on a miss import them.
+from . import buildcache, buildcontext, dockerfile, images, oci, reference
 from .errors import MinidockerError, NotFound
 from .files import remove_tree, crash_point
 
 
-@dataclass
 class Stage:
-    image: object            # images.Image, or None while the stage is still scratch
-    name: str = None
-    args: dict = field(default_factory=dict)   # ARGs declared in this stage, with their values
-    cmd_set: bool = False
+    def __init__(self, image, name=None):
+        self.image = image   # images.Image, or None while the stage is still scratch
+        self.name = name
+        self.args = {}   # ARGs declared in this stage, with their values
+        self.cmd_set = False
 
     @property
     def config(self) -> dict:
@@ -79,7 +81,7 @@ def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=Fa
     image = images.register(store, final.manifest_desc, tags[0] if tags else None)
     for t in tags[1:]:
         images.tag(store, image.id, t)
-    return images.get(store, image.id)
+    return images.get(store, tags[-1] if tags else image.id)   # by ID, get() would import platform too
 
 
 _dockerfile = dockerfile   # `build(dockerfile=...)` shadows the module's name inside build()
@@ -158,6 +160,7 @@ class Builder:
         created_by += " ".join(argv) if inst.json is None else oci.dumps(argv).decode()
 
         def make():
+            from . import commit, containers
             with indexed(self.store, s.image):
                 c = containers.create(self.store, s.image.id, argv, entrypoint="",
                                       env=[f"{k}={v}" for k, v in args.items()],
@@ -236,6 +239,7 @@ class Builder:
 
     def apply_tar(self, tar_file, created_by):
         """The current image plus one layer: the tar applied onto it (through an overlay, as a container would)."""
+        from . import commit, layers, overlay
         s = self.stage
         with mounted(self.store, s.image) as (rootfs, upper):
             layers.unpack(tar_file, rootfs, flatten=True)
@@ -267,6 +271,7 @@ class Builder:
 @contextlib.contextmanager
 def mounted(store, image):
     """(merged view, upper dir) of `image` on a throwaway writable layer; unmounted and deleted after."""
+    from . import overlay
     base = store.root / "build"
     base.mkdir(mode=0o700, exist_ok=True)
     tmp = base / secrets.token_hex(8)

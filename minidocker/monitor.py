@@ -54,8 +54,8 @@ def spawn(container, attach=False) -> "Channel":
                 main(str(container.store.root), container.id, attach)
             finally:
                 os._exit(0)
-        os.waitpid(pid, 0)   # the first fork exits at once; the monitor is its child
     else:
+        pid = None
         env = dict(os.environ, MINIDOCKER_MONITOR_FD=str(w))
         null = subprocess.DEVNULL
         stdio = {} if attach else {"stdin": null, "stdout": null, "stderr": null}
@@ -66,6 +66,8 @@ def spawn(container, attach=False) -> "Channel":
     os.close(w)
     channel = Channel(r)
     event = channel.next()
+    if pid:   # the first fork exited at once (the monitor is its child); reaped only now,
+        os.waitpid(pid, 0)   # since tearing down a copy of a big interpreter takes a few ms
     if event is None:
         channel.close()
         raise MinidockerError(f"the monitor of {container.short_id} died while starting it", 125)

@@ -4,8 +4,6 @@ Each verb is a small function registered with @verb; it parses nothing itself
 (argparse does) and prints what docker prints. Modules are imported inside the
 verbs so that `minidocker run` does not pay for pyroute2 or requests.
 """
-import argparse
-import json
 import os
 import sys
 
@@ -133,6 +131,7 @@ def cmd_inspect(a):
         except MinidockerError as e:
             failed = e
             print(f"Error: {e}", file=sys.stderr)
+    import json
     print(json.dumps(out, indent=4))
     if failed:
         sys.exit(1)
@@ -154,16 +153,17 @@ def _inspect_one(store, name, kind):
 
 # -- the command line --------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # docker exits 125 when the command line itself is wrong
-        print(f"minidocker: {message}\nSee 'minidocker --help'.", file=sys.stderr)
-        sys.exit(125)
-
-
 def parser(only=None):
     """The command line's parser; with `only` (a verb or a group), just that part of it,
     since building all forty verbs' parsers costs every command ~10 ms."""
+    import argparse   # here: a command handed to the resident helper never needs it itself
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message):
+            # docker exits 125 when the command line itself is wrong
+            print(f"minidocker: {message}\nSee 'minidocker --help'.", file=sys.stderr)
+            sys.exit(125)
+
     p = _Parser(prog="minidocker", description="A small, real Docker, in Python.")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     groups = {}
@@ -188,8 +188,13 @@ def parser(only=None):
 
 
 def main(argv=None):
+    if argv is None:   # typed on the command line: the resident helper may run it for us
+        from . import serve
+        code = serve.forward(sys.argv[1:])
+        if code is not None:
+            return code
+        argv = sys.argv[1:]
     _load_verbs()
-    argv = sys.argv[1:] if argv is None else argv
     word = argv[0] if argv and not argv[0].startswith("-") else None
     known = word and any(name.split(" ", 1)[0] == word for name in VERBS)
     p = parser(word if known else None)

@@ -34,14 +34,18 @@ def cmd_volume(a):
         each(a.names, lambda name: volumes.remove(store, name, a.force) or [name])
 
 
-@verb("system", "Manage minidocker: df, prune, reset",
-      arg("action", choices=["df", "prune", "reset"]),
+@verb("system", "Manage minidocker: df, prune, reset, serve",
+      arg("action", choices=["df", "prune", "reset", "serve"]),
       arg("-a", "--all", action="store_true", help="prune: every unused image, not only dangling ones"),
       arg("--volumes", action="store_true", help="prune: anonymous volumes too"),
-      arg("-f", "--force", action="store_true", help="do not ask"))
+      arg("-f", "--force", action="store_true", help="do not ask"),
+      arg("-d", "--detach", action="store_true", help="serve: in the background"),
+      arg("--stop", action="store_true", help="serve: stop the helper"))
 def cmd_system(a):
     from . import system, units
     store = _store()
+    if a.action == "serve":
+        return _serve(store, a)
     if a.action == "df":
         system.reconcile(store)
         table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], system.human_df(store))
@@ -60,3 +64,15 @@ def cmd_system(a):
     else:
         for line in system.reset(store):
             print("Removed", line)
+
+
+def _serve(store, a):
+    """The resident helper (serve.py): commands typed later start without importing the engine."""
+    from . import serve
+    if a.stop:
+        print("stopped" if serve.stop(store.root) else "no helper was running")
+    elif a.detach:
+        serve.detach(store.root)
+        print(f"serving {serve.socket_path(store.root)}")
+    else:
+        serve.serve(store.root)

@@ -142,7 +142,8 @@ def prune(store, all_images=False, with_volumes=False) -> dict:
 def reset(store) -> list:
     """Remove everything minidocker made: containers, images, volumes, networks, the store itself,
     and the host-wide minidocker cgroup parents and default bridge when no other store uses them."""
-    done = []
+    from . import serve
+    done = ["resident helper"] if serve.stop(store.root) else []
     for c in containers.all_containers(store):
         c.remove(force=True)
         done.append(f"container {c.id[:12]}")

@@ -39,7 +39,8 @@ def host_snapshot() -> dict:
 
 
 def monitors() -> set:
-    """Container monitors are nobody's children by design: find them by the name they give themselves."""
+    """Container monitors, the resident helper and its workers are nobody's children by design:
+    find them by the names they give themselves."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -49,7 +50,7 @@ def monitors() -> set:
             except OSError:
                 continue
             fields = rest.split()
-            if name == "minidocker-mon" and fields[0] != "Z":
+            if name in ("minidocker-mon", "minidocker-srv", "minidocker-cmd") and fields[0] != "Z":
                 found.add((int(entry), fields[19]))
     return found
 

@@ -1,0 +1,303 @@
+"""A resident helper that runs commands in an interpreter which has already
+imported minidocker: `minidocker system serve`.
+
+A command started on its own spends about half of a `run --rm busybox true`
+starting Python and importing the engine. Docker keeps dockerd resident for
+the same reason. The helper is optional: the command line uses it when its
+socket answers and works alone when it does not.
+
+    minidocker run ...  ──connect──►  <root>/serve.sock (root only)
+        │  argv, environment, cwd, umask; fds 0 1 2 (SCM_RIGHTS)   │ fork
+        │◄────────────── {"pid": N} ──────────────── worker N: cli.main(argv)
+        │  signals we get are passed on to N                        │
+        │◄────────────── {"exit": code} ────────────────────────────┘
+
+A worker is the command as it would have run alone: the same arguments,
+environment, directory and standard streams, and its exit code becomes ours.
+The helper refuses to serve once minidocker's source files change under it
+(a learner editing a chapter's module) and exits; the command then runs alone.
+"""
+import os
+import sys
+
+SOCKET = "serve.sock"
+_FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGWINCH", "SIGUSR1", "SIGUSR2")
+
+
+def socket_path(root=None) -> str:
+    # store.DEFAULT_ROOT, without importing the store: the client stays cheap
+    return os.path.join(str(root or os.environ.get("MINIDOCKER_ROOT") or "/var/lib/minidocker"), SOCKET)
+
+
+# -- the client: a command line that hands itself over ----------------------------
+# It imports as little as it can (no json, no socket.py): its whole cost is ours.
+
+
+def forward(argv) -> "int | None":
+    """Run `minidocker ARGV` in the helper; its exit code, or None if no helper serves us."""
+    path = socket_path()
+    if not os.path.exists(path):   # the common case costs one stat
+        return None
+    import _socket
+    import array
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        fds = array.array("i", [0, 1, 2])
+        sock.sendmsg([encode_request(argv, dict(os.environ), os.getcwd(), _umask())],
+                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        first = _lines(sock)
+        kind, _, value = next(first, "").partition(" ")
+    except OSError:
+        sock.close()
+        return None   # a stale socket, or a helper going away: run alone
+    if kind != "pid":
+        sock.close()
+        return None   # "stale": the helper has exited
+    return _wait(sock, first, int(value))
+
+
+def encode_request(argv, env, cwd, umask) -> bytes:
+    """NUL-separated: cwd, umask, argument count, arguments, then KEY=VALUE pairs."""
+    words = [cwd, str(umask), str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
+    return b"\0".join(map(os.fsencode, words))
+
+
+def decode_request(data: bytes) -> dict:
+    cwd, umask, n, *rest = map(os.fsdecode, data.split(b"\0"))
+    argv, env = rest[:int(n)], dict(w.split("=", 1) for w in rest[int(n):])
+    return {"cwd": cwd, "umask": int(umask), "argv": argv, "env": env}
+
+
+def _lines(sock):
+    buf = b""
+    while True:
+        while b"\n" not in buf:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        yield line.decode()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _wait(sock, lines, pid) -> int:
+    """Pass our signals on to the worker until it reports its exit code."""
+    import signal
+    last = []
+    for name in _FORWARDED:
+        signal.signal(getattr(signal, name), lambda s, _: (last.append(s), os.kill(pid, s)))
+    # A worker dies without a word only when killed: its socket then closes, since
+    # the processes it forks (a detached container's monitor) do not keep it.
+    for line in lines:
+        kind, _, value = line.partition(" ")
+        if kind == "exit":
+            return int(value)
+    return 128 + last[-1] if last else 125
+
+
+# -- the helper ---------------------------------------------------------------------
+
+
+def stop(root=None) -> bool:
+    """Ask the helper serving `root` to exit; whether one was there. Returns once it is gone."""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(socket_path(root))
+            sock.sendall(b"stop")
+            sock.recv(1)   # EOF once it has removed its socket
+        except OSError:
+            return False
+    return True
+
+
+def answering(path) -> bool:
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(path) == 0
+
+
+def serve(root, ready_fd=None) -> None:
+    """Serve commands for the store at `root` until stopped (SIGTERM, or stop())."""
+    import signal
+    import socket
+    from . import cli, monitor
+    from .errors import MinidockerError
+    from .runtime import linux
+    path = socket_path(root)
+    if answering(path):
+        raise MinidockerError(f"a helper already serves {root} ({path})", 1)
+    cli._load_verbs()
+    monitor._preload()
+    import argparse  # noqa: F401 - warm for the workers
+    from . import api, containers, images, records, system   # noqa: F401
+    import gc
+    gc.freeze()   # the collector of a worker then leaves these objects (and their pages) alone
+    if os.getpid() != os.getsid(0):
+        os.setsid()   # no controlling terminal: a worker's `-t` must not meet job control
+    _set_name(linux, b"minidocker-srv")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = f"{path}.{os.getpid()}"
+    listener.bind(tmp)
+    os.chmod(tmp, 0o600)
+    os.rename(tmp, path)   # atomically replaces a stale socket left by a killed helper
+    listener.listen(64)
+    ours = os.stat(path).st_ino
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
+    last = None
+    try:
+        last = _loop(listener, _source_stamp())
+    finally:
+        listener.close()
+        try:
+            if os.stat(path).st_ino == ours:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        if last is not None:
+            last.close()   # the stopper's EOF: we are gone
+
+
+def _loop(listener, stamp):
+    """Accept and fork until stopped; returns the stopper's connection."""
+    import select
+    import signal
+    import socket
+    while True:
+        ready, _, _ = select.select([listener], [], [], 1.0)
+        _reap()
+        if not ready:
+            continue
+        conn, _ = listener.accept()
+        try:
+            conn.settimeout(5)
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            request = {"stop": True} if data == b"stop" else decode_request(data)
+            conn.settimeout(None)
+        except (OSError, ValueError):
+            conn.close()
+            continue
+        if not _same_user(conn) or request.get("stop") or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            if request.get("stop") and _same_user(conn):
+                return conn
+            conn.close()
+            continue
+        if _source_stamp() != stamp:
+            conn.sendall(b"stale\n")
+            return conn
+        if os.fork() == 0:
+            listener.close()
+            for sig in (signal.SIGTERM, signal.SIGCHLD):
+                signal.signal(sig, signal.SIG_DFL)
+            try:
+                _work(conn, request, fds)
+            finally:
+                os._exit(0)
+        conn.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def _work(conn, request, fds) -> None:
+    """In the worker: become the caller's command, run it, report its exit code."""
+    import traceback
+    from . import cli
+    from .runtime import linux
+    _set_name(linux, b"minidocker-cmd")
+    os.register_at_fork(after_in_child=conn.close)   # a detached container's monitor must not hold it
+    for i, fd in enumerate(fds):
+        os.dup2(fd, i)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.umask(request["umask"])
+    sys.stdout.reconfigure(line_buffering=os.isatty(1) or bool(os.environ.get("PYTHONUNBUFFERED")))
+    sys.argv = ["minidocker", *request["argv"]]
+    conn.sendall(f"pid {os.getpid()}\n".encode())
+    try:
+        code = cli.main(request["argv"])
+    except SystemExit as e:
+        code = e.code
+    except BaseException:   # what Python would print, had the command run alone
+        traceback.print_exc()
+        code = 1
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+    conn.sendall(f"exit {code or 0}\n".encode())
+
+
+def _same_user(conn) -> bool:
+    import socket
+    import struct
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1] == os.getuid()
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _source_stamp() -> list:
+    top = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for d in (top, os.path.join(top, "runtime")):
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(d, name))
+                out.append((d, name, st.st_mtime_ns, st.st_size))
+    return out
+
+
+def _set_name(linux, name: bytes) -> None:
+    import ctypes
+    title = ctypes.create_string_buffer(name)
+    linux.prctl(15, ctypes.addressof(title))   # PR_SET_NAME: how ps (and the tests) tell us apart
+
+
+def detach(root) -> None:
+    """Start the helper in the background; return once it answers."""
+    from .errors import MinidockerError
+    if answering(socket_path(root)):
+        raise MinidockerError(f"a helper already serves {root} ({socket_path(root)})", 1)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        try:
+            serve(root, ready_fd=w)
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as f:
+        if not f.read(1):
+            raise MinidockerError(f"the helper for {root} did not start", 1)

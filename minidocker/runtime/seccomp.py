@@ -26,6 +26,7 @@ ARCH_TOKENS = {"SCMP_ARCH_X86": 0x40000003, "SCMP_ARCH_X86_64": 0xC000003E,
                "SCMP_ARCH_S390": 0x16, "SCMP_ARCH_S390X": 0x80000016,
                "SCMP_ARCH_RISCV64": 0xC00000F3}
 _FLTATR_CTL_NNP = 3   # libseccomp would otherwise turn no_new_privs on for us
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 _DOCKER_ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le",
                   "s390x": "s390x", "riscv64": "riscv64"}
 
@@ -47,7 +48,7 @@ def _open():
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
@@ -89,8 +90,17 @@ def check(profile: dict) -> None:
                 raise MinidockerError(f"seccomp profile: unknown comparison {a.get('op')!r}", 125)
 
 
+# Profiles compiled by this process, by their JSON. A warm caller (monitor._preload)
+# compiles the default profile once; the inits it forks then find it here.
+_COMPILED = {}
+
+
+class _SockFprog(ctypes.Structure):   # struct sock_fprog: the BPF program prctl installs
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
 class Filter:
-    """A seccomp filter compiled from OCI linux.seccomp, not loaded yet.
+    """A seccomp filter compiled from OCI linux.seccomp into BPF, not loaded yet.
 
     Build it while libseccomp is still reachable (before pivot_root), so that a
     bad profile fails `create`; load() it just before execve. Without
@@ -100,6 +110,13 @@ class Filter:
 
     def __init__(self, profile: dict):
         check(profile)
+        key = json.dumps(profile, sort_keys=True)
+        self.bpf = _COMPILED.get(key)
+        if self.bpf is None:
+            self._compile(profile)
+            _COMPILED[key] = self.bpf
+
+    def _compile(self, profile: dict) -> None:
         self.lib = _lib()
         self.ctx = self.lib.seccomp_init(action(profile["defaultAction"], profile.get("defaultErrnoRet")))
         if not self.ctx:
@@ -111,18 +128,26 @@ class Filter:
                     self.lib.seccomp_arch_add(self.ctx, ARCH_TOKENS[arch])  # -EEXIST for the native one
             for rule in profile.get("syscalls") or ():
                 _add(self.lib, self.ctx, rule)
-        except BaseException:
+            # libseccomp generates the BPF only when asked for it, which takes a few ms
+            # for Docker's profile: ask now, during create, so that start does not wait.
+            self.bpf = self._export()
+        finally:
             self.release()
-            raise
+
+    def _export(self) -> bytes:
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            _must(self.lib.seccomp_export_bpf(self.ctx, fd), "seccomp_export_bpf")
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
 
     def load(self) -> None:
         """Install the filter on this process; fork and execve keep it, nothing removes it."""
-        try:
-            ret = self.lib.seccomp_load(self.ctx)
-            if ret < 0:
-                raise OSError(-ret, f"seccomp_load: {os.strerror(-ret)}")
-        finally:
-            self.release()
+        from .linux import prctl
+        program = ctypes.create_string_buffer(self.bpf, len(self.bpf))
+        fprog = _SockFprog(len(self.bpf) // 8, ctypes.addressof(program))   # 8 bytes per instruction
+        prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
 
     def release(self) -> None:
         if self.ctx:

@@ -77,12 +77,25 @@ def spawn(container, attach=False) -> "Channel":
     return channel
 
 
-def _preload():
+def _preload(warm=False):
     """Import what the monitor and the container's init will need, before forking them:
-    a warm interpreter (a script calling the API in a loop) then pays for it once."""
+    a warm interpreter (a script calling the API in a loop) then pays for it once.
+
+    A caller that starts a second container (or says it is `warm`, as the resident
+    helper does) also compiles Docker's seccomp profile once for all the inits it forks.
+    """
+    global _started
     from . import bundle, netmode, overlay, security, volumes   # noqa: F401
-    from .runtime import cgroups, init, lifecycle, statedir, user   # noqa: F401
+    from .runtime import cgroups, init, lifecycle, seccomp, statedir, user   # noqa: F401
     cgroups._driver()
+    if warm or _started:
+        profile = security.security({})["seccomp"]
+        if profile:
+            seccomp.Filter(profile)
+    _started = True
+
+
+_started = False
 
 
 class Channel:

@@ -5,8 +5,6 @@ in minidocker.api, which notebooks import as `from minidocker import api as dock
 (docker.run, docker.ps, docker.images, docker.pull, ...). The commonest ones
 are here too: minidocker.run("busybox", ["echo", "hi"]).
 """
-import importlib
-
 from .errors import MinidockerError  # noqa: F401
 
 _API = {"run", "create", "ps", "container", "image", "Container", "Image"}
@@ -15,5 +13,6 @@ _API = {"run", "create", "ps", "container", "image", "Container", "Image"}
 def __getattr__(name):
     # Loaded on first use, so that `minidocker ps` on the command line does not pay for it.
     if name in _API:
+        import importlib
         return getattr(importlib.import_module("minidocker.api"), name)
     raise AttributeError(f"module 'minidocker' has no attribute {name!r}")

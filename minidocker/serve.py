@@ -39,11 +39,11 @@ def forward(argv) -> "int | None":
     if not os.path.exists(path):   # the common case costs one stat
         return None
     import _socket
-    import array
+    import struct
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
-        fds = array.array("i", [0, 1, 2])
+        fds = struct.pack("3i", 0, 1, 2)   # our stdin, stdout and stderr, as SCM_RIGHTS wants them
         sock.sendmsg([encode_request(argv, dict(os.environ), os.getcwd(), _umask())],
                      [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         first = _lines(sock)
@@ -89,10 +89,10 @@ def _umask() -> int:
 
 def _wait(sock, lines, pid) -> int:
     """Pass our signals on to the worker until it reports its exit code."""
-    import signal
+    import _signal   # the C half of `signal`, which would import enum: 3 ms
     last = []
     for name in _FORWARDED:
-        signal.signal(getattr(signal, name), lambda s, _: (last.append(s), os.kill(pid, s)))
+        _signal.signal(getattr(_signal, name), lambda s, _: (last.append(s), os.kill(pid, s)))
     # A worker dies without a word only when killed: its socket then closes, since
     # the processes it forks (a detached container's monitor) do not keep it.
     for line in lines:
@@ -135,8 +135,8 @@ def serve(root, ready_fd=None) -> None:
     if answering(path):
         raise MinidockerError(f"a helper already serves {root} ({path})", 1)
     cli._load_verbs()
-    monitor._preload()
-    import argparse  # noqa: F401 - warm for the workers
+    monitor._preload(warm=True)
+    import argparse, traceback  # noqa: F401,E401 - warm for the workers
     from . import api, containers, images, records, system   # noqa: F401
     import gc
     gc.freeze()   # the collector of a worker then leaves these objects (and their pages) alone

@@ -1,16 +1,17 @@
 """The container's first process, run as `python -m minidocker.runtime.init`.
 
 `create` starts this module as a fresh, single-threaded process (the stage).
-The stage joins the container's cgroup, unshares the namespaces and forks: the
-child is PID 1 of the new PID namespace, the container's init. The stage
-reports the init's PID and exits, so the init is re-parented to the nearest
-subreaper (the engine's monitor). The init builds the root filesystem, reports
+The stage unshares the namespaces and forks: the child is PID 1 of the new
+PID namespace, the container's init. The stage reports the init's PID, moves
+it into the container's cgroup (see stage()) and exits, so the init is
+re-parented to the nearest subreaper (the engine's monitor). The init builds
+the root filesystem, reports
 "ready" (or the error) on the sync pipe, then blocks opening exec.fifo for
 writing until `start` opens it for reading. Then it becomes the configured
 user and execs the program.
 
     create ──Popen──► stage ──unshare, fork──► init (PID 1) ──fifo──► execve
-      ▲                 │ {"pid": N}             │ {"ready": true} / {"error": ...}
+      ▲                 │ {"pid": N}, {"joined"} │ {"ready": true} / {"error": ...}
       └─────────────────┴────── sync pipe ───────┘
 """
 import json

@@ -78,10 +78,17 @@ def build(store, context, dockerfile=None, tags=(), build_args=None, no_cache=Fa
     if final is None:
         raise MinidockerError("the Dockerfile produced no image (FROM scratch with nothing on it)", 1)
     crash_point("build-before-tag")   # every step's image exists, the build's name does not yet
+    if tags and _names(store, final) >= {str(reference.parse(t)) for t in tags}:
+        return images.get(store, tags[-1])   # a rebuild that changes nothing writes nothing
     image = images.register(store, final.manifest_desc, tags[0] if tags else None)
     for t in tags[1:]:
         images.tag(store, image.id, t)
     return images.get(store, tags[-1] if tags else image.id)   # by ID, get() would import platform too
+
+
+def _names(store, image) -> set:
+    return {(m.get("annotations") or {}).get(oci.REF_NAME) for m in store.index()["manifests"]
+            if m["digest"] == image.manifest_desc["digest"]}
 
 
 _dockerfile = dockerfile   # `build(dockerfile=...)` shadows the module's name inside build()

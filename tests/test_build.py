@@ -99,9 +99,13 @@ def test_every_instruction(store, ctx):
 
 def test_a_second_build_comes_from_the_cache_and_a_changed_file_rebuilds_from_its_step(store, ctx):
     first = build.build(store, ctx, tags=["c:1"], out=lambda line: None, network="none")
+    index = os.stat(store.layout / "index.json")
+    written = (index.st_ino, index.st_mtime_ns)
     lines = []
     again = build.build(store, ctx, tags=["c:1"], out=quiet(lines), network="none")
-    assert again.id == first.id
+    assert again.id == first.id and again.familiar_tags == ["c:1"]
+    index = os.stat(store.layout / "index.json")
+    assert (index.st_ino, index.st_mtime_ns) == written   # not even rewritten
     assert lines.count(" ---> Using cache") == 11   # every step after FROM but ARG
     os.utime(ctx / "hello.txt", (1, 1))   # a new mtime only: still cached, as in docker
     lines.clear()

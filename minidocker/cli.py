@@ -215,6 +215,27 @@ def main(argv=None):
     return 0
 
 
+def command() -> None:
+    """The `minidocker` program: main(), then an exit without the interpreter's teardown
+    (~6 ms with the engine loaded) when nothing needs it: no exit handlers, one thread."""
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code
+    if not isinstance(code, (int, type(None))):
+        sys.exit(code)   # a message: Python prints it and exits 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        sys.exit(code)   # let Python report it as it always does
+    import atexit
+    threading = sys.modules.get("threading")
+    if getattr(atexit, "_ncallbacks", lambda: 1)() or (threading and threading.active_count() > 1):
+        sys.exit(code)
+    os._exit(code or 0)
+
+
 def _load_verbs():
     """Verbs of later chapters live in their own modules (cli_*.py) and register themselves."""
     import importlib

@@ -8,7 +8,6 @@ one ID, and a commit that changes one file gets a new one.
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass, field
 
 from . import oci, reference
 from .errors import Conflict, MinidockerError, NotFound
@@ -21,15 +20,24 @@ from .units import now_iso
 REPO_DIGEST = "io.minidocker.repo.digest"
 
 
-@dataclass
 class Image:
-    store: Store = field(repr=False)
-    manifest_desc: dict = field(repr=False)
-    manifest: dict = field(repr=False)
-    config_bytes: bytes = field(repr=False)
-    config: dict = field(repr=False)
-    tags: list   # full reference names, e.g. "docker.io/library/busybox:latest"
-    repo_digests: list = field(default_factory=list)   # "registry/repo@sha256:..." as a registry named it
+    """An image of the store: its manifest and config, and the names it has.
+
+    (A plain class: importing dataclasses costs every command ~5 ms.)
+    """
+
+    def __init__(self, store: Store, manifest_desc: dict, manifest: dict, config_bytes: bytes, config: dict,
+                 tags: list, repo_digests: list = None):
+        self.store, self.manifest_desc, self.manifest = store, manifest_desc, manifest
+        self.config_bytes, self.config = config_bytes, config
+        self.tags = tags   # full reference names, e.g. "docker.io/library/busybox:latest"
+        self.repo_digests = repo_digests or []   # "registry/repo@sha256:..." as a registry named it
+
+    def __eq__(self, other):
+        return isinstance(other, Image) and (self.manifest_desc, self.tags, self.repo_digests) == (
+            other.manifest_desc, other.tags, other.repo_digests)
+
+    __hash__ = None   # mutable (tags), as the dataclass was
 
     @property
     def id(self) -> str:

@@ -14,7 +14,6 @@ here touches the host except reading how many CPUs it has.
 """
 import os
 import re
-from fractions import Fraction
 
 from .errors import MinidockerError
 
@@ -48,6 +47,7 @@ def parse_size(text, flag: str = "-m, --memory") -> int:
     m = _SIZE.match(str(text).strip())
     if not m:
         raise MinidockerError(f'invalid argument "{text}" for "{flag}" flag: invalid size: \'{text}\'', 125)
+    from fractions import Fraction   # exact: 1.5g is 1610612736, not a float's guess
     return int(Fraction(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -98,6 +98,7 @@ def resources(memory=None, memory_swap=None, cpus=None, cpu_shares=None, cpuset_
 
     cpu = {}
     if cpus is not None:
+        from fractions import Fraction
         n = host_cpus or len(os.sched_getaffinity(0))
         try:
             wanted = Fraction(str(cpus).strip())

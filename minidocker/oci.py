@@ -13,6 +13,7 @@ A layer has two names: its digest (of the compressed blob) and its diff_id
 """
 import hashlib
 import json
+import os
 import re
 
 from .errors import MinidockerError
@@ -96,8 +97,7 @@ def platform_matches(platform: dict, os_: str = "linux", arch: str = "amd64", va
 
 def host_platform() -> tuple:
     """(os, architecture, variant) of this machine in OCI's words."""
-    import platform
-    machine = platform.machine()
+    machine = os.uname().machine
     arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
     variant = {"arm64": "v8", "arm": "v7"}.get(arch)

@@ -7,8 +7,6 @@ ourselves. Each wrapper raises OSError with the real errno, like os.* does.
 import ctypes
 import fcntl
 import os
-import platform
-import socket
 import struct
 
 
@@ -90,7 +88,7 @@ def umount2(target, flags=0) -> None:
 
 def pivot_root(new_root, put_old) -> None:
     """pivot_root(2): there is no glibc wrapper, so the raw syscall."""
-    nr = _SYSCALLS[platform.machine()]["pivot_root"]
+    nr = _SYSCALLS[os.uname().machine]["pivot_root"]
     _check(libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)), "pivot_root")
 
 
@@ -160,6 +158,7 @@ def openat2(dirfd, path, flags, resolve, mode=0) -> int:
 def link_up(name: str = "lo") -> None:
     """Set IFF_UP on an interface of the current network namespace (SIOCSIFFLAGS)."""
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    import socket
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         req = struct.pack("16sH22x", name.encode(), 0)
         flags = struct.unpack("16sH22x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]

@@ -10,7 +10,6 @@ import ctypes
 import ctypes.util
 import json
 import os
-import platform
 
 from ..errors import MinidockerError
 
@@ -197,7 +196,7 @@ def from_file(path, capabilities=()) -> dict:
     out = {k: data[k] for k in ("defaultAction", "defaultErrnoRet") if k in data}
     out["architectures"] = list(data.get("architectures") or [])
     for entry in data.get("archMap") or ():
-        if platform.machine().startswith(entry.get("architecture", "").lower().replace("scmp_arch_", "")):
+        if os.uname().machine.startswith(entry.get("architecture", "").lower().replace("scmp_arch_", "")):
             out["architectures"] += [entry["architecture"]] + list(entry.get("subArchitectures") or [])
     out["syscalls"] = []
     for rule in data.get("syscalls") or ():
@@ -212,7 +211,7 @@ def from_file(path, capabilities=()) -> dict:
 def _applies(rule, caps) -> bool:
     """Docker's includes/excludes: by capability, architecture and kernel version."""
     inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
-    arch = _DOCKER_ARCHES.get(platform.machine(), platform.machine())
+    arch = _DOCKER_ARCHES.get(os.uname().machine, os.uname().machine)
     if inc.get("caps") and not set(inc["caps"]) <= caps:
         return False
     if exc.get("caps") and set(exc["caps"]) & caps:
@@ -222,7 +221,7 @@ def _applies(rule, caps) -> bool:
     if exc.get("arches") and arch in exc["arches"]:
         return False
     if inc.get("minKernel"):
-        have = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2])
+        have = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
         want = tuple(int(x) for x in inc["minKernel"].split(".")[:2])
         return have >= want
     return True

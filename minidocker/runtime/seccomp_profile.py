@@ -8,7 +8,8 @@ keyrings, bpf and perf, swap, the clock, reboot, userfaultfd, io_uring. A
 capability added with --cap-add brings back the calls it is about, as in
 Docker: CAP_SYS_ADMIN brings mount and unshare, CAP_SYS_PTRACE kcmp, ...
 """
-import platform
+import os
+
 
 # Allowed for every container, grouped so that a reader can check them.
 FILES = """
@@ -125,7 +126,7 @@ def default_profile(capabilities=()) -> dict:
     """The OCI `linux.seccomp` for a container with these capabilities (bounding set)."""
     caps = {c if c.startswith("CAP_") else "CAP_" + c for c in capabilities}
     base = " ".join([FILES, EVENTS, MEMORY, PROCESSES, SIGNALS_AND_TIME, IPC_AND_NETWORK, PTRACE,
-                     ARCH_SPECIFIC.get(platform.machine(), "")]).split()
+                     ARCH_SPECIFIC.get(os.uname().machine, "")]).split()
     extra = set()
     for cap, names in BY_CAPABILITY.items():
         if cap in caps:
@@ -138,4 +139,4 @@ def default_profile(capabilities=()) -> dict:
         # ENOSYS, not EPERM: C libraries then fall back to clone, which we can filter.
         rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS})
     return {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": EPERM,
-            "architectures": ARCHITECTURES.get(platform.machine(), []), "syscalls": rules}
+            "architectures": ARCHITECTURES.get(os.uname().machine, []), "syscalls": rules}

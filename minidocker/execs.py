@@ -51,7 +51,7 @@ def _with_terminal(c, proc, stdio, interactive) -> int:
     import termios
     import threading
     import tty as ttymod
-    from . import monitor, runtime
+    from . import logdriver, runtime
     tmp = tempfile.mkdtemp(prefix="md-exec-")
     path = os.path.join(tmp, "sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -82,7 +82,7 @@ def _with_terminal(c, proc, stdio, interactive) -> int:
     master = fds[0]
     saved = termios.tcgetattr(0)
     ttymod.setraw(0)
-    monitor._copy_winsize(0, master)
+    logdriver.copy_winsize(0, master)
     try:
         while worker.is_alive():
             ready, _, _ = select.select([master] + ([0] if interactive else []), [], [], 0.2)

@@ -17,12 +17,10 @@ It reports to its starter through a pipe, one JSON line per event:
 """
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 
-from . import units
+from . import logdriver, units
 from .errors import MinidockerError
 from .files import read_json, write_json, crash_point
 
@@ -156,7 +154,7 @@ def main(root, cid, attach):
             return
     tell(event="started")
     try:
-        status = _pump(c, init_pid, outputs, console, attach)
+        status = logdriver.pump(c, init_pid, outputs, console, attach)
     except Exception:   # a bug while copying output: the exit status still matters more
         _log_bug(c)
         status = os.waitpid(init_pid, 0)[1]
@@ -254,73 +252,6 @@ def _create_with_terminal(c, runtime, root):
         server.close()
         os.unlink(path) if os.path.exists(path) else None
         os.rmdir(tmp)
-
-
-def _pump(c, init_pid, outputs, console, attach):
-    """Copy output to the log (and the attached terminal) until the init exits; its wait status."""
-    log = open(c.dir / "log", "ab")
-    sinks = {"stdout": 1, "stderr": 2} if attach else {}
-    open_fds = dict(outputs)
-    forward_stdin = attach and console is not None and c.record["Config"]["OpenStdin"]
-    if console is not None and attach:
-        _copy_winsize(0, console)
-        signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(0, console))
-    pidfd = os.pidfd_open(init_pid)
-    status = None
-    while open_fds or status is None:
-        watch = list(open_fds) + ([pidfd] if status is None else []) + ([0] if forward_stdin else [])
-        try:
-            ready, _, _ = select.select(watch, [], [], 0.5 if status is not None else None)
-        except InterruptedError:
-            continue
-        if not ready and status is not None:
-            break   # exited, and nothing more came: a grandchild holds the pipe open
-        for fd in ready:
-            if fd == pidfd:
-                status = os.waitpid(init_pid, 0)[1]
-                continue
-            if fd == 0:
-                data = os.read(0, 65536)
-                if data:
-                    os.write(console, data)
-                else:
-                    forward_stdin = False
-                continue
-            try:
-                data = os.read(fd, 65536)
-            except OSError:   # EIO from a pty whose other side is gone
-                data = b""
-            if not data:
-                os.close(fd)
-                del open_fds[fd]
-                continue
-            stream = open_fds[fd]
-            _log(log, stream, data)
-            if stream in sinks:
-                try:
-                    os.write(sinks[stream], data)
-                except OSError:
-                    sinks.clear()   # the attached client is gone; the log still gets everything
-    os.close(pidfd)
-    log.close()
-    return status
-
-
-def _log(log, stream, data: bytes) -> None:
-    now = units.now_iso()
-    text = data.decode("utf-8", "surrogateescape")
-    for line in text.splitlines(keepends=True):
-        log.write((json.dumps({"log": line, "stream": stream, "time": now}) + "\n").encode())
-    log.flush()
-
-
-def _copy_winsize(src, dst):
-    import fcntl
-    import termios
-    try:
-        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
-    except OSError:
-        pass
 
 
 def _log_bug(c) -> None:

@@ -107,14 +107,22 @@ def _wait(sock, lines, pid) -> int:
 
 def stop(root=None) -> bool:
     """Ask the helper serving `root` to exit; whether one was there. Returns once it is gone."""
+    import select
     import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         try:
             sock.connect(socket_path(root))
-            sock.sendall(b"stop")
-            sock.recv(1)   # EOF once it has removed its socket
+            pidfd = os.pidfd_open(_peer(sock)[0])
         except OSError:
             return False
+        try:
+            sock.sendall(b"stop")
+            sock.recv(1)   # EOF once it has removed its socket
+            select.select([pidfd], [], [], 10)   # readable once the process has exited
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
     return True
 
 
@@ -246,10 +254,14 @@ def _work(conn, request, fds) -> None:
 
 
 def _same_user(conn) -> bool:
+    return _peer(conn)[1] == os.getuid()
+
+
+def _peer(sock) -> tuple:
+    """(pid, uid, gid) of the process at the other end of a unix socket."""
     import socket
     import struct
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1] == os.getuid()
+    return struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
 
 
 def _reap() -> None:

@@ -39,7 +39,7 @@ def main():
     env = dict(os.environ, MINIDOCKER_ROOT=str(tmp / "store"), MINIDOCKER_BRIDGE="minidockerb")
     os.environ.update(env)
     subprocess.run(MD + ["bootstrap"], env=env, check=True, stdout=subprocess.DEVNULL)
-    served = dict(env, MINIDOCKER_ROOT=str(tmp / "served"))   # a store of its own: the helper serves only it
+    served = dict(env, MINIDOCKER_ROOT=str(tmp / "served"), MINIDOCKER_BRIDGE="minidockerbs")   # the helper's own
     subprocess.run(MD + ["bootstrap"], env=served, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(MD + ["system", "serve", "-d"], env=served, check=True, stdout=subprocess.DEVNULL)
     bundle = tmp / "bundle"
@@ -103,6 +103,9 @@ def main():
     subprocess.run(MD + ["system", "serve", "--stop"], env=served, stdout=subprocess.DEVNULL)
     subprocess.run(podman + ["rmi", "-a", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run(["umount", "-R", str(podman_root / "store" / "overlay")], stderr=subprocess.DEVNULL)
+    from minidocker import endpoints
+    for root in (tmp / "store", tmp / "served"):   # the bridges: a later run would find them taken
+        endpoints.remove_all(root=root)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

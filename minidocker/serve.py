@@ -44,8 +44,9 @@ def forward(argv) -> "int | None":
     try:
         sock.connect(path)
         fds = struct.pack("3i", 0, 1, 2)   # our stdin, stdout and stderr, as SCM_RIGHTS wants them
-        sock.sendmsg([encode_request(argv, dict(os.environ), os.getcwd(), _umask())],
-                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        message = frame(encode_request(argv, dict(os.environ), os.getcwd(), _umask()))
+        sent = sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        sock.sendall(message[sent:])   # a stream: a big environment may take more than one write
         first = _lines(sock)
         kind, _, value = next(first, "").partition(" ")
     except OSError:
@@ -55,6 +56,11 @@ def forward(argv) -> "int | None":
         sock.close()
         return None   # "stale": the helper has exited
     return _wait(sock, first, int(value))
+
+
+def frame(payload: bytes) -> bytes:
+    """A request on the stream: its length (4 bytes, big-endian), then itself."""
+    return len(payload).to_bytes(4, "big") + payload
 
 
 def encode_request(argv, env, cwd, umask) -> bytes:
@@ -116,7 +122,7 @@ def stop(root=None) -> bool:
         except OSError:
             return False
         try:
-            sock.sendall(b"stop")
+            sock.sendall(frame(b"stop"))
             sock.recv(1)   # EOF once it has removed its socket
             select.select([pidfd], [], [], 10)   # readable once the process has exited
         except OSError:
@@ -187,12 +193,20 @@ def _loop(listener, stamp):
         if not ready:
             continue
         conn, _ = listener.accept()
+        fds = []
         try:
-            conn.settimeout(5)
-            data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-            request = {"stop": True} if data == b"stop" else decode_request(data)
+            conn.settimeout(5)   # a client that sends half a request does not hold us up for long
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+            while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    raise ValueError("a request cut short")
+                data += chunk
+            request = {"stop": True} if data[4:] == b"stop" else decode_request(data[4:])
             conn.settimeout(None)
         except (OSError, ValueError):
+            for fd in fds:
+                os.close(fd)
             conn.close()
             continue
         if not _same_user(conn) or request.get("stop") or len(fds) != 3:

@@ -126,3 +126,17 @@ def test_reset_stops_the_helper(served):
     assert "Removed resident helper" in out and helper_pid(served) is None
     md("bootstrap", root=served, check=True)
     md("system", "serve", "-d", root=served, check=True)   # for the fixture to stop
+
+
+def test_a_terminal_works_through_the_helper(served):
+    import test_lifecycle   # the same session as without the helper: prompt, tty, window size, exit code
+    test_lifecycle.test_run_it_gives_a_real_terminal_that_follows_window_resizes(served)
+
+
+def test_a_big_environment_arrives_whole(served):
+    big = {f"BIG{i}": "x" * 100_000 for i in range(4)}   # 400 kB: more than one write on the socket
+    p = typed(served, "run", "--rm", *(f"-e{k}" for k in big), "busybox", "sh", "-c",
+              "sleep 1; echo $((${#BIG0} + ${#BIG1} + ${#BIG2} + ${#BIG3}))", env=big)
+    time.sleep(0.5)
+    assert len(children(helper_pid(served))) == 1   # served, not run alone
+    assert p.communicate(timeout=30) == ("400000\n", "") and p.returncode == 0

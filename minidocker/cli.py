@@ -187,6 +187,15 @@ def parser(only=None):
     return p
 
 
+_whole = None   # the whole parser, built once by the resident helper for all its workers (warm())
+
+
+def warm() -> None:
+    global _whole
+    _load_verbs()
+    _whole = parser()
+
+
 def main(argv=None):
     if argv is None:   # typed on the command line: the resident helper may run it for us
         from . import serve
@@ -197,7 +206,7 @@ def main(argv=None):
     _load_verbs()
     word = argv[0] if argv and not argv[0].startswith("-") else None
     known = word and any(name.split(" ", 1)[0] == word for name in VERBS)
-    p = parser(word if known else None)
+    p = _whole or parser(word if known else None)
     args = p.parse_args(argv)
     if not getattr(args, "func", None):
         p.print_help()

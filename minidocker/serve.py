@@ -148,7 +148,7 @@ def serve(root, ready_fd=None) -> None:
     path = socket_path(root)
     if answering(path):
         raise MinidockerError(f"a helper already serves {root} ({path})", 1)
-    cli._load_verbs()
+    cli.warm()
     monitor._preload(warm=True)
     import argparse, traceback  # noqa: F401,E401 - warm for the workers
     from . import api, containers, images, records, system   # noqa: F401

@@ -42,71 +42,73 @@ def main():
     served = dict(env, MINIDOCKER_ROOT=str(tmp / "served"), MINIDOCKER_BRIDGE="minidockerbs")   # the helper's own
     subprocess.run(MD + ["bootstrap"], env=served, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(MD + ["system", "serve", "-d"], env=served, check=True, stdout=subprocess.DEVNULL)
-    bundle = tmp / "bundle"
-    subprocess.run(["umoci", "unpack", "--image", f"{tmp}/store/images:docker.io/library/busybox:latest",
-                    str(bundle)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    spec = json.loads((bundle / "config.json").read_text())
-    spec["process"].update(terminal=False, args=["true"])
-    (bundle / "config.json").write_text(json.dumps(spec))
-
-    # A 500 MB image: busybox plus one layer of incompressible data.
-    big = tmp / "big.tar"
-    data = tmp / "data"
-    data.mkdir()
-    for i in range(5):
-        (data / f"blob{i}").write_bytes(os.urandom(100 * 1024 * 1024))
-    subprocess.run(["tar", "-cf", str(big), "-C", str(data), "."], check=True)
-    shutil.rmtree(data)
-    from minidocker import api, images
-    store = api.store()
-    base = images.get(store, "busybox")
-    desc, diff_id = images.add_layer(store, open(big, "rb"), compress=False)
-    config = images.new_config(base.config, diff_ids=[diff_id], created_by="bench: 500 MB of data")
-    images.add(store, config, base.layers + [desc], "big:latest")
-    big.unlink()
-
     podman_root = tmp / "podman"
     podman = ["podman", "--root", str(podman_root / "store"), "--runroot", str(podman_root / "run"),
               "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
-    archive = tmp / "busybox.tar"
-    subprocess.run(["skopeo", "copy", f"oci:{tmp}/store/images:docker.io/library/busybox:latest",
-                    f"docker-archive:{archive}:busybox:latest"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(podman + ["load", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
+    try:
+        bundle = tmp / "bundle"
+        subprocess.run(["umoci", "unpack", "--image", f"{tmp}/store/images:docker.io/library/busybox:latest",
+                        str(bundle)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spec = json.loads((bundle / "config.json").read_text())
+        spec["process"].update(terminal=False, args=["true"])
+        (bundle / "config.json").write_text(json.dumps(spec))
 
-    kinds = {
-        "runc": lambda i: timed(["runc", "--root", str(tmp / "runc"), "run", "-b", str(bundle), f"b{i}"]),
-        "cli": lambda i: timed(MD + ["run", "--rm", "--network", "none", "busybox", "true"], env),
-        "cli-bridge": lambda i: timed(MD + ["run", "--rm", "busybox", "true"], env),
-        "cli-served": lambda i: timed(MD + ["run", "--rm", "--network", "none", "busybox", "true"], served),
-        "api": lambda i: _api_run("busybox"),
-        "cli-500MB": lambda i: timed(MD + ["run", "--rm", "--network", "none", "big", "true"], env),
-        "podman": lambda i: timed(podman + ["--runtime", "runc", "run", "--rm", "--network", "none",
-                                            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-                                            "busybox", "true"]),
-    }
-    for k in kinds.values():   # warm every cache once
-        k(0)
-    times = {k: [] for k in kinds}
-    for i in range(1, N + 1):
-        for name, run in kinds.items():
-            times[name].append(run(i))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for k, v in med.items():
-        print(f"{k:>11}: median {v * 1000:7.1f} ms over {N} runs")
-    print(f"cli / runc        = {med['cli'] / med['runc']:.2f}  (target <= 2)")
-    print(f"cli-bridge / runc = {med['cli-bridge'] / med['runc']:.2f}")
-    print(f"cli-served / runc = {med['cli-served'] / med['runc']:.2f}  (target for cli <= 2)")
-    print(f"cli / podman      = {med['cli'] / med['podman']:.2f}  (target < 1)")
-    print(f"cli-served / podman = {med['cli-served'] / med['podman']:.2f}")
-    print(f"api / runc        = {med['api'] / med['runc']:.2f}  (target <= 1)")
-    print(f"500 MB / 2 MB     = {med['cli-500MB'] / med['cli']:.2f}  (target <= 1.10)")
-    subprocess.run(MD + ["system", "serve", "--stop"], env=served, stdout=subprocess.DEVNULL)
-    subprocess.run(podman + ["rmi", "-a", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run(["umount", "-R", str(podman_root / "store" / "overlay")], stderr=subprocess.DEVNULL)
-    from minidocker import endpoints
-    for root in (tmp / "store", tmp / "served"):   # the bridges: a later run would find them taken
-        endpoints.remove_all(root=root)
-    shutil.rmtree(tmp, ignore_errors=True)
+        # A 500 MB image: busybox plus one layer of incompressible data.
+        big = tmp / "big.tar"
+        data = tmp / "data"
+        data.mkdir()
+        for i in range(5):
+            (data / f"blob{i}").write_bytes(os.urandom(100 * 1024 * 1024))
+        subprocess.run(["tar", "-cf", str(big), "-C", str(data), "."], check=True)
+        shutil.rmtree(data)
+        from minidocker import api, images
+        store = api.store()
+        base = images.get(store, "busybox")
+        desc, diff_id = images.add_layer(store, open(big, "rb"), compress=False)
+        config = images.new_config(base.config, diff_ids=[diff_id], created_by="bench: 500 MB of data")
+        images.add(store, config, base.layers + [desc], "big:latest")
+        big.unlink()
+
+        archive = tmp / "busybox.tar"
+        subprocess.run(["skopeo", "copy", f"oci:{tmp}/store/images:docker.io/library/busybox:latest",
+                        f"docker-archive:{archive}:busybox:latest"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(podman + ["load", "-i", str(archive)], check=True, stdout=subprocess.DEVNULL)
+
+        kinds = {
+            "runc": lambda i: timed(["runc", "--root", str(tmp / "runc"), "run", "-b", str(bundle), f"b{i}"]),
+            "cli": lambda i: timed(MD + ["run", "--rm", "--network", "none", "busybox", "true"], env),
+            "cli-bridge": lambda i: timed(MD + ["run", "--rm", "busybox", "true"], env),
+            "cli-served": lambda i: timed(MD + ["run", "--rm", "--network", "none", "busybox", "true"], served),
+            "api": lambda i: _api_run("busybox"),
+            "cli-500MB": lambda i: timed(MD + ["run", "--rm", "--network", "none", "big", "true"], env),
+            "podman": lambda i: timed(podman + ["--runtime", "runc", "run", "--rm", "--network", "none",
+                                                "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                                                "busybox", "true"]),
+        }
+        for k in kinds.values():   # warm every cache once
+            k(0)
+        times = {k: [] for k in kinds}
+        for i in range(1, N + 1):
+            for name, run in kinds.items():
+                times[name].append(run(i))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for k, v in med.items():
+            print(f"{k:>11}: median {v * 1000:7.1f} ms over {N} runs")
+        print(f"cli / runc        = {med['cli'] / med['runc']:.2f}  (target <= 2)")
+        print(f"cli-bridge / runc = {med['cli-bridge'] / med['runc']:.2f}")
+        print(f"cli-served / runc = {med['cli-served'] / med['runc']:.2f}  (target for cli <= 2)")
+        print(f"cli / podman      = {med['cli'] / med['podman']:.2f}  (target < 1)")
+        print(f"cli-served / podman = {med['cli-served'] / med['podman']:.2f}")
+        print(f"api / runc        = {med['api'] / med['runc']:.2f}  (target <= 1)")
+        print(f"500 MB / 2 MB     = {med['cli-500MB'] / med['cli']:.2f}  (target <= 1.10)")
+    finally:   # the helper, the bridges and 500 MB must not outlive a failed run
+        subprocess.run(MD + ["system", "serve", "--stop"], env=served, stdout=subprocess.DEVNULL)
+        subprocess.run(podman + ["rmi", "-a", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["umount", "-R", str(podman_root / "store" / "overlay")], stderr=subprocess.DEVNULL)
+        from minidocker import endpoints
+        for root in (tmp / "store", tmp / "served"):   # the bridges: a later run would find them taken
+            endpoints.remove_all(root=root)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _api_run(image) -> float:

@@ -25,7 +25,6 @@ from .errors import MinidockerError
 from .files import read_json, write_json, crash_point
 
 PR_SET_CHILD_SUBREAPER = 36
-PR_SET_NAME = 15
 _held = []   # sockets reserving published host ports while the container runs
 
 
@@ -39,7 +38,7 @@ def spawn(container, attach=False) -> "Channel":
     import threading
     r, w = os.pipe()
     if threading.active_count() == 1:
-        _preload()
+        preload()
         pid = os.fork()
         if pid == 0:
             os.close(r)
@@ -75,7 +74,10 @@ def spawn(container, attach=False) -> "Channel":
     return channel
 
 
-def _preload(warm=False):
+_started = False   # whether this process has started a container before (preload)
+
+
+def preload(warm=False):
     """Import what the monitor and the container's init will need, before forking them:
     a warm interpreter (a script calling the API in a loop) then pays for it once.
 
@@ -91,9 +93,6 @@ def _preload(warm=False):
         if profile:
             seccomp.Filter(profile)
     _started = True
-
-
-_started = False
 
 
 class Channel:
@@ -125,9 +124,7 @@ def main(root, cid, attach):
     os.setsid()
     from .runtime import linux
     linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    import ctypes
-    title = ctypes.create_string_buffer(b"minidocker-mon")
-    linux.prctl(PR_SET_NAME, ctypes.addressof(title))   # how ps (and the tests' leak check) tell monitors
+    linux.set_name(b"minidocker-mon")
     channel = int(os.environ.pop("MINIDOCKER_MONITOR_FD"))
     os.set_inheritable(channel, False)
     from .containers import Container

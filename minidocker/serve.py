@@ -8,9 +8,9 @@ socket answers and works alone when it does not.
 
     minidocker run ...  ──connect──►  <root>/serve.sock (root only)
         │  argv, environment, cwd, umask; fds 0 1 2 (SCM_RIGHTS)   │ fork
-        │◄────────────── {"pid": N} ──────────────── worker N: cli.main(argv)
+        │◄────────────── "pid N" ─────────────────── worker N: cli.main(argv)
         │  signals we get are passed on to N                        │
-        │◄────────────── {"exit": code} ────────────────────────────┘
+        │◄────────────── "exit CODE" ───────────────────────────────┘
 
 A worker is the command as it would have run alone: the same arguments,
 environment, directory and standard streams, and its exit code becomes ours.
@@ -135,41 +135,55 @@ def stop(root=None) -> bool:
 def answering(path) -> bool:
     import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        return probe.connect_ex(path) == 0
+        try:
+            return probe.connect_ex(path) == 0
+        except OSError:   # a path no socket can have (too long): nobody answers there
+            return False
 
 
-def serve(root, ready_fd=None) -> None:
-    """Serve commands for the store at `root` until stopped (SIGTERM, or stop())."""
-    import signal
+def bind(root):
+    """The helper's socket, bound; a clear error if that cannot be."""
     import socket
-    from . import cli, monitor
     from .errors import MinidockerError
-    from .runtime import linux
     path = socket_path(root)
     if answering(path):
         raise MinidockerError(f"a helper already serves {root} ({path})", 1)
-    cli.warm()
-    monitor._preload(warm=True)
-    import argparse, traceback  # noqa: F401,E401 - warm for the workers
-    from . import api, containers, images, records, system   # noqa: F401
-    import gc
-    gc.freeze()   # the collector of a worker then leaves these objects (and their pages) alone
-    if os.getpid() != os.getsid(0):
-        os.setsid()   # no controlling terminal: a worker's `-t` must not meet job control
-    _set_name(linux, b"minidocker-srv")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     tmp = f"{path}.{os.getpid()}"
-    listener.bind(tmp)
-    os.chmod(tmp, 0o600)
-    os.rename(tmp, path)   # atomically replaces a stale socket left by a killed helper
-    listener.listen(64)
+    try:
+        listener.bind(tmp)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)   # atomically replaces a stale socket left by a killed helper
+    except OSError as e:
+        listener.close()
+        raise MinidockerError(f"cannot serve at {path}: {e.strerror or e}", 1) from None
+    return listener
+
+
+def serve(root, listener=None, ready_fd=None) -> None:
+    """Serve commands for the store at `root` until stopped (SIGTERM, or stop())."""
+    import signal
+    from . import cli, monitor
+    from .runtime import linux
+    listener = listener or bind(root)
+    listener.listen(64)   # here: the listener's PID is what stop() reads from SO_PEERCRED
+    path = socket_path(root)
     ours = os.stat(path).st_ino
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if ready_fd is not None:
-        os.write(ready_fd, b"1")
-        os.close(ready_fd)
     last = None
     try:
+        cli.warm()
+        monitor.preload(warm=True)
+        import traceback  # noqa: F401 - warm for the workers
+        from . import api, containers, images, records, system   # noqa: F401
+        import gc
+        gc.freeze()   # the collector of a worker then leaves these objects (and their pages) alone
+        if os.getpid() != os.getsid(0):
+            os.setsid()   # no controlling terminal: a worker's `-t` must not meet job control
+        linux.set_name(b"minidocker-srv")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        if ready_fd is not None:
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
         last = _loop(listener, _source_stamp())
     finally:
         listener.close()
@@ -186,34 +200,16 @@ def _loop(listener, stamp):
     """Accept and fork until stopped; returns the stopper's connection."""
     import select
     import signal
-    import socket
     while True:
         ready, _, _ = select.select([listener], [], [], 1.0)
         _reap()
         if not ready:
             continue
         conn, _ = listener.accept()
-        fds = []
-        try:
-            conn.settimeout(5)   # a client that sends half a request does not hold us up for long
-            data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
-            while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-                chunk = conn.recv(1 << 16)
-                if not chunk:
-                    raise ValueError("a request cut short")
-                data += chunk
-            request = {"stop": True} if data[4:] == b"stop" else decode_request(data[4:])
-            conn.settimeout(None)
-        except (OSError, ValueError):
-            for fd in fds:
-                os.close(fd)
-            conn.close()
-            continue
-        if not _same_user(conn) or request.get("stop") or len(fds) != 3:
-            for fd in fds:
-                os.close(fd)
-            if request.get("stop") and _same_user(conn):
-                return conn
+        request, fds = _receive(conn)
+        if request == "stop":
+            return conn
+        if request is None:
             conn.close()
             continue
         if _source_stamp() != stamp:
@@ -228,8 +224,37 @@ def _loop(listener, stamp):
             finally:
                 os._exit(0)
         conn.close()
-        for fd in fds:
-            os.close(fd)
+        _closed(fds)
+
+
+def _receive(conn):
+    """What a client sent: (request, its three fds), ("stop", []), or (None, []) for anything else."""
+    import socket
+    fds = []
+    try:
+        conn.settimeout(5)   # a client that sends half a request does not hold us up for long
+        data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+        conn.settimeout(None)
+        whole = len(data) >= 4 and len(data) == 4 + int.from_bytes(data[:4], "big")
+        if whole and _peer(conn)[1] == os.getuid():
+            if data[4:] == b"stop":
+                return "stop", _closed(fds)
+            if len(fds) == 3:
+                return decode_request(data[4:]), fds
+    except (OSError, ValueError):
+        pass
+    return None, _closed(fds)
+
+
+def _closed(fds) -> list:
+    for fd in fds:
+        os.close(fd)
+    return []
 
 
 def _work(conn, request, fds) -> None:
@@ -237,7 +262,7 @@ def _work(conn, request, fds) -> None:
     import traceback
     from . import cli
     from .runtime import linux
-    _set_name(linux, b"minidocker-cmd")
+    linux.set_name(b"minidocker-cmd")
     os.register_at_fork(after_in_child=conn.close)   # a detached container's monitor must not hold it
     for i, fd in enumerate(fds):
         os.dup2(fd, i)
@@ -267,10 +292,6 @@ def _work(conn, request, fds) -> None:
     conn.sendall(f"exit {code or 0}\n".encode())
 
 
-def _same_user(conn) -> bool:
-    return _peer(conn)[1] == os.getuid()
-
-
 def _peer(sock) -> tuple:
     """(pid, uid, gid) of the process at the other end of a unix socket."""
     import socket
@@ -297,17 +318,10 @@ def _source_stamp() -> list:
     return out
 
 
-def _set_name(linux, name: bytes) -> None:
-    import ctypes
-    title = ctypes.create_string_buffer(name)
-    linux.prctl(15, ctypes.addressof(title))   # PR_SET_NAME: how ps (and the tests) tell us apart
-
-
 def detach(root) -> None:
     """Start the helper in the background; return once it answers."""
     from .errors import MinidockerError
-    if answering(socket_path(root)):
-        raise MinidockerError(f"a helper already serves {root} ({socket_path(root)})", 1)
+    listener = bind(root)   # here, so that a failure is reported to whoever asked
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -319,9 +333,10 @@ def detach(root) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         try:
-            serve(root, ready_fd=w)
+            serve(root, listener, ready_fd=w)
         finally:
             os._exit(0)
+    listener.close()
     os.close(w)
     os.waitpid(pid, 0)
     with os.fdopen(r, "rb") as f:

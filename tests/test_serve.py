@@ -140,3 +140,11 @@ def test_a_big_environment_arrives_whole(served):
     time.sleep(0.5)
     assert len(children(helper_pid(served))) == 1   # served, not run alone
     assert p.communicate(timeout=30) == ("400000\n", "") and p.returncode == 0
+
+
+def test_a_socket_path_too_long_is_a_one_line_error(tmp_path):
+    root = tmp_path / ("x" * 100) / "store"   # unix socket paths stop at 108 bytes
+    for args in (("-d",), ()):
+        r = md("system", "serve", *args, root=root)
+        assert r.returncode == 1 and r.stderr.startswith("minidocker: cannot serve at ") and r.stderr.count("\n") == 1
+    assert not [p for p in root.iterdir() if p.name.startswith("serve.sock")] and helper_pid(root) is None

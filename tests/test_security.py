@@ -191,6 +191,14 @@ def test_seccomp_profile_file_and_bad_files(env, tmp_path):
         security.security({"security_opt": [f"seccomp={tmp_path / 'odd.json'}"]})
 
 
+def test_a_profile_is_compiled_once_per_process_and_differs_by_content():
+    profile = seccomp_profile.default_profile(bundle.CAPABILITIES)
+    first, again = seccomp.Filter(profile), seccomp.Filter(json.loads(json.dumps(profile)))
+    assert first.bpf is again.bpf and len(first.bpf) % 8 == 0   # whole BPF instructions
+    other = seccomp_profile.default_profile(bundle.CAPABILITIES + ["CAP_SYS_ADMIN"])   # mount, unshare...
+    assert seccomp.Filter(other).bpf != first.bpf
+
+
 def test_docker_format_profile_with_includes_by_capability(tmp_path):
     docker_style = {"defaultAction": "SCMP_ACT_ERRNO",
                     "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],

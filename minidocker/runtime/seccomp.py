@@ -89,7 +89,7 @@ def check(profile: dict) -> None:
                 raise MinidockerError(f"seccomp profile: unknown comparison {a.get('op')!r}", 125)
 
 
-# Profiles compiled by this process, by their JSON. A warm caller (monitor._preload)
+# Profiles compiled by this process, by their JSON. A warm caller (monitor.preload)
 # compiles the default profile once; the inits it forks then find it here.
 _COMPILED = {}
 
@@ -110,36 +110,9 @@ class Filter:
     def __init__(self, profile: dict):
         check(profile)
         key = json.dumps(profile, sort_keys=True)
-        self.bpf = _COMPILED.get(key)
-        if self.bpf is None:
-            self._compile(profile)
-            _COMPILED[key] = self.bpf
-
-    def _compile(self, profile: dict) -> None:
-        self.lib = _lib()
-        self.ctx = self.lib.seccomp_init(action(profile["defaultAction"], profile.get("defaultErrnoRet")))
-        if not self.ctx:
-            raise MinidockerError("seccomp_init failed", 125)
-        try:
-            _must(self.lib.seccomp_attr_set(self.ctx, _FLTATR_CTL_NNP, 0), "seccomp_attr_set")
-            for arch in profile.get("architectures") or ():
-                if arch in ARCH_TOKENS:
-                    self.lib.seccomp_arch_add(self.ctx, ARCH_TOKENS[arch])  # -EEXIST for the native one
-            for rule in profile.get("syscalls") or ():
-                _add(self.lib, self.ctx, rule)
-            # libseccomp generates the BPF only when asked for it, which takes a few ms
-            # for Docker's profile: ask now, during create, so that start does not wait.
-            self.bpf = self._export()
-        finally:
-            self.release()
-
-    def _export(self) -> bytes:
-        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
-        try:
-            _must(self.lib.seccomp_export_bpf(self.ctx, fd), "seccomp_export_bpf")
-            return os.pread(fd, os.fstat(fd).st_size, 0)
-        finally:
-            os.close(fd)
+        if key not in _COMPILED:
+            _COMPILED[key] = _compile(profile)
+        self.bpf = _COMPILED[key]
 
     def load(self) -> None:
         """Install the filter on this process; fork and execve keep it, nothing removes it."""
@@ -148,10 +121,30 @@ class Filter:
         fprog = _SockFprog(len(self.bpf) // 8, ctypes.addressof(program))   # 8 bytes per instruction
         prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
 
-    def release(self) -> None:
-        if self.ctx:
-            self.lib.seccomp_release(self.ctx)
-            self.ctx = None
+
+def _compile(profile: dict) -> bytes:
+    """The profile as a BPF program, through libseccomp."""
+    lib = _lib()
+    ctx = lib.seccomp_init(action(profile["defaultAction"], profile.get("defaultErrnoRet")))
+    if not ctx:
+        raise MinidockerError("seccomp_init failed", 125)
+    try:
+        _must(lib.seccomp_attr_set(ctx, _FLTATR_CTL_NNP, 0), "seccomp_attr_set")
+        for arch in profile.get("architectures") or ():
+            if arch in ARCH_TOKENS:
+                lib.seccomp_arch_add(ctx, ARCH_TOKENS[arch])  # -EEXIST for the native one
+        for rule in profile.get("syscalls") or ():
+            _add(lib, ctx, rule)
+        # libseccomp generates the BPF only when asked for it, which takes a few ms for
+        # Docker's profile: we ask during create, so that start does not wait for it.
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            _must(lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
+    finally:
+        lib.seccomp_release(ctx)
 
 
 def load(profile) -> None:

@@ -41,22 +41,15 @@ class Reference(namedtuple("Reference", "registry repository tag digest", defaul
         return self.name
 
     def __str__(self) -> str:
-        text = self.name
-        if self.tag:
-            text += ":" + self.tag
-        if self.digest:
-            text += "@" + self.digest
-        return text
+        return self.name + self._suffix()
 
     @property
     def familiar(self) -> str:
         """How docker prints it: busybox:latest, localhost:5000/a/b:v1."""
-        text = self.familiar_name
-        if self.tag:
-            text += ":" + self.tag
-        if self.digest:
-            text += "@" + self.digest
-        return text
+        return self.familiar_name + self._suffix()
+
+    def _suffix(self) -> str:
+        return (":" + self.tag if self.tag else "") + ("@" + self.digest if self.digest else "")
 
 
 def parse(text: str, default_tag: "str | None" = "latest") -> Reference:

@@ -208,13 +208,17 @@ def test_joins_a_network_namespace_given_by_path(env, tmp_path):
 
 def test_cgroup_view_matches_the_host_cgroup_version(env):
     from minidocker.runtime import cgroups
-    rc, out, err = env.run(["sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup"])
+    rc, out, err = env.run(["sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup; echo procs; "
+                                   "cat /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null"])
     assert rc == 0, err
     if cgroups.mode() == "v2":  # private cgroup namespace: the container's group is its root
         assert out.splitlines()[0] == "0::/" and "cgroup.procs" in out
     else:  # v1: no cgroup namespace (as Docker on v1), one read-only directory per hierarchy
         pids = next(line for line in out.splitlines() if ":pids:" in line)
         assert pids.endswith(f"/minidocker-rt-{env.ids[-1]}") and "memory" in out.split()
+        # and that directory is the container's own group (PID 1 is in it), though the init
+        # built this view before the stage had moved it there (init.stage)
+        assert "1" in out.split("procs", 1)[1].split()
 
 
 def test_sysctls_apply_to_the_containers_namespaces_only(env):

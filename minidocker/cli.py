@@ -198,8 +198,8 @@ def warm() -> None:
 
 def main(argv=None):
     if argv is None:   # typed on the command line: the resident helper may run it for us
-        from . import serve
-        code = serve.forward(sys.argv[1:])
+        from . import handover
+        code = handover.forward(sys.argv[1:])
         if code is not None:
             return code
         argv = sys.argv[1:]

@@ -68,11 +68,11 @@ def cmd_system(a):
 
 def _serve(store, a):
     """The resident helper (serve.py): commands typed later start without importing the engine."""
-    from . import serve
+    from . import handover, serve
     if a.stop:
         print("stopped" if serve.stop(store.root) else "no helper was running")
     elif a.detach:
         serve.detach(store.root)
-        print(f"serving {serve.socket_path(store.root)}")
+        print(f"serving {handover.socket_path(store.root)}")
     else:
         serve.serve(store.root)

@@ -58,14 +58,20 @@ def mutate(merged):
     shutil.rmtree(merged / "var/gone")                       # delete a lower dir
 
 
-def test_commit_tar_is_the_changeset_and_round_trips(container):
+def committed(container):
+    """Change the container, then write its upper dir as a layer: (what it saw, diff_id, the tar)."""
     tmp_path, lowers, merged = container
     mutate(merged)
     view = tree(merged, times="seconds")
     overlay.unmount(merged)
     out = io.BytesIO()
     diff_id = changes.write_layer(tmp_path / "upper", out)
-    tar = out.getvalue()
+    return view, diff_id, out.getvalue()
+
+
+def test_commit_tar_is_the_changeset_and_round_trips(container):
+    tmp_path, lowers, merged = container
+    view, diff_id, tar = committed(container)
     assert diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
     names = [m.name for m in tarfile.open(fileobj=io.BytesIO(tar))]
     assert names == ["bin", "bin/sh", "etc", "etc/.wh.hello", "etc/layer2", "etc/second", "new", "new/abs",
@@ -121,13 +127,9 @@ def test_nothing_changed_gives_an_empty_layer(container):
 
 
 def test_umoci_unpacks_our_commit_to_the_merged_view(container):
-    tmp_path, lowers, merged = container
-    mutate(merged)
-    view = tree(merged, times="seconds")
-    overlay.unmount(merged)
-    out = io.BytesIO()
-    changes.write_layer(tmp_path / "upper", out)
-    oci_layout(tmp_path / "oci", BASE + [out.getvalue()])
+    tmp_path = container[0]
+    view, _, tar = committed(container)
+    oci_layout(tmp_path / "oci", BASE + [tar])
     subprocess.run(["umoci", "unpack", "--image", f"{tmp_path / 'oci'}:latest", tmp_path / "bundle"],
                    check=True, capture_output=True)
     assert tree(tmp_path / "bundle/rootfs", times="seconds") == view

@@ -3,6 +3,7 @@
 Each test asks one question of a real container and checks nothing is left
 behind: no state directory, no cgroup, no process, no mount on the host.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -118,14 +119,20 @@ def cgroup_exists(path) -> bool:
         return False
 
 
-@pytest.fixture
-def env(tmp_path, rootfs):
-    # The inits we create are re-parented to us, as to the engine's monitor: we reap them.
+@contextlib.contextmanager
+def reaping(e):
+    """Use runner `e` as the engine's monitor would: the inits we create are re-parented to
+    us, and we reap them; afterwards, nothing of theirs may be left."""
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    e = Env(tmp_path, rootfs)
     yield e
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 0)
     e.check_clean()
+
+
+@pytest.fixture
+def env(tmp_path, rootfs):
+    with reaping(Env(tmp_path, rootfs)) as e:
+        yield e
 
 
 def ns_inodes(pid):

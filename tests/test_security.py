@@ -18,7 +18,7 @@ from minidocker import bundle, security
 from minidocker.errors import MinidockerError
 from minidocker.runtime import seccomp, seccomp_profile
 
-from test_runtime import Env, make_rootfs  # noqa: F401  (the image and the runner we share)
+from test_runtime import Env, make_rootfs, reaping  # noqa: F401  (the image and the runner we share)
 from test_runtime import rootfs  # noqa: F401  fixture
 
 pytestmark = pytest.mark.root
@@ -47,12 +47,8 @@ class SecEnv(Env):
 
 @pytest.fixture
 def env(tmp_path, rootfs):  # noqa: F811
-    from minidocker.runtime import linux
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    e = SecEnv(tmp_path, rootfs)
-    yield e
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 0)
-    e.check_clean()
+    with reaping(SecEnv(tmp_path, rootfs)) as e:
+        yield e
 
 
 def status(out):

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from registry_server import build_image, registry  # noqa: F401
-from test_crash import cli, no_cgroups_of, verify
+from registry_server import registry  # noqa: F401
+from test_crash import cli, no_cgroups_of, push_busybox, verify
 from minidocker.store import Store
 
 pytestmark = pytest.mark.root
@@ -22,12 +22,7 @@ WORKERS = 8
 
 @pytest.fixture(scope="module")
 def pushed(registry, tmp_path_factory):  # noqa: F811
-    src = tmp_path_factory.mktemp("race-src") / "store"
-    build_image(Store(src), "busybox:latest")
-    name = f"{registry.host}/race/busybox:v1"
-    assert cli("tag", "busybox:latest", name, root=src).returncode == 0
-    assert cli("push", name, root=src).returncode == 0
-    return name
+    return push_busybox(registry, tmp_path_factory, "race/busybox")
 
 
 def worker_script(n, image):

@@ -60,15 +60,20 @@ def no_cgroups_of(ids) -> None:
             assert not (top / "minidocker" / cid).exists(), f"cgroup left: {top}/minidocker/{cid}"
 
 
-@pytest.fixture(scope="module")
-def pushed(registry, tmp_path_factory):  # noqa: F811
-    src = tmp_path_factory.mktemp("crash-src") / "store"
+def push_busybox(reg, tmp_path_factory, repo) -> str:
+    """busybox pushed to the test registry as REPO:v1, from a store of its own; its name."""
+    src = tmp_path_factory.mktemp(repo.replace("/", "-")) / "store"
     build_image(Store(src), "busybox:latest")
-    name = f"{registry.host}/crash/busybox:v1"
+    name = f"{reg.host}/{repo}:v1"
     assert cli("tag", "busybox:latest", name, root=src).returncode == 0
     r = cli("push", name, root=src)
     assert r.returncode == 0, r.stderr
     return name
+
+
+@pytest.fixture(scope="module")
+def pushed(registry, tmp_path_factory):  # noqa: F811
+    return push_busybox(registry, tmp_path_factory, "crash/busybox")
 
 
 @pytest.mark.parametrize("point", ["pull-after-blob", "layer-before-rename"])

@@ -14,10 +14,9 @@ import pytest
 
 from minidocker import runtime, volumes
 
-from minidocker.runtime import linux
 from minidocker.store import Store
 
-from test_runtime import make_rootfs
+from test_runtime import make_rootfs, reaping
 from test_security import SecEnv
 
 pytestmark = pytest.mark.root
@@ -25,11 +24,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def env(tmp_path):
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    e = SecEnv(tmp_path, make_rootfs(tmp_path / "image"))
-    yield e
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 0)
-    e.check_clean()
+    with reaping(SecEnv(tmp_path, make_rootfs(tmp_path / "image"))) as e:
+        yield e
 
 
 def sha(path) -> str:

@@ -11,10 +11,9 @@ import pytest
 from minidocker import volumes
 from minidocker.errors import Conflict, MinidockerError, NotFound
 from minidocker.files import write_json
-from minidocker.runtime import linux
 
 from helpers import md
-from test_runtime import Env, make_rootfs
+from test_runtime import Env, make_rootfs, reaping
 
 
 # -- parsing -------------------------------------------------------------------
@@ -107,11 +106,8 @@ def test_volume_verbs_on_the_command_line(store_root):
 
 @pytest.fixture
 def env(tmp_path):
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    e = Env(tmp_path, make_rootfs(tmp_path / "image"))
-    yield e
-    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 0)
-    e.check_clean()
+    with reaping(Env(tmp_path, make_rootfs(tmp_path / "image"))) as e:
+        yield e
 
 
 def run(env, store, args, specs):
